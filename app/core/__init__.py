@@ -1,0 +1,1 @@
+"""Qt-free core: volumes, geometry, image math and viewer state."""

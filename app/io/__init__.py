@@ -1,0 +1,1 @@
+"""Readers and writers for DICOM and volume files (Qt-free)."""

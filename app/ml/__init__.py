@@ -1,0 +1,1 @@
+"""Embedding model runtime, slice matching and evaluation (Qt-free)."""

@@ -1,0 +1,1 @@
+"""Training and ONNX export (needs the `train` extra: PyTorch)."""

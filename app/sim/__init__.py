@@ -1,0 +1,1 @@
+"""Follow-up scan simulation and demo data (Qt-free)."""

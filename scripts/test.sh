@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up a virtual environment and run every check: lint, the import contract, the tests.
+# This is the README's test command and what CI (.ci/run) calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test,train]"
+
+.venv/bin/ruff check app tests benchmarks
+.venv/bin/ruff format --check app tests benchmarks
+.venv/bin/lint-imports
+# Caches go to a throw-away folder so tests never touch the user's cache.
+export PRIORSYNC_CACHE_DIR="${PRIORSYNC_CACHE_DIR:-$(mktemp -d)}"
+exec .venv/bin/python -m pytest "$@"
