@@ -9,7 +9,7 @@ viewports on the channels that are switched on, as OHIF's SyncGroupService does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class Camera:
     pan: tuple[float, float] = (0.0, 0.0)
 
 
-class Channel(str, Enum):
+class Channel(StrEnum):
     """What a sync group can link."""
 
     SLICE = "slice"  # anatomical slice level (driven by the matching engine)
