@@ -54,7 +54,10 @@ class Geometry:
     def lps_to_index(self, xyz: np.ndarray) -> np.ndarray:
         """Convert ``(..., 3)`` LPS mm points to continuous indices ``(col, row, slice)``."""
         xyz = np.asarray(xyz, dtype=np.float64)
-        return ((xyz - self.origin) @ self.direction) / self.spacing
+        # Solve rather than transpose: a gantry-tilted series keeps a sheared,
+        # non-orthonormal direction matrix.
+        m = self.direction * self.spacing
+        return np.linalg.solve(m, (xyz - self.origin).reshape(-1, 3).T).T.reshape(xyz.shape)
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,12 @@ def test_bad_shapes_are_refused():
 def test_display_date():
     assert SeriesInfo(study_date="20261014").display_date() == "2026-10-14"
     assert SeriesInfo(study_date="").display_date() == "undated"
+
+
+def test_lps_to_index_inverts_a_sheared_gantry_tilt_geometry():
+    t = np.deg2rad(15)
+    # Slices stacked along a tilted axis: the direction matrix is not orthonormal.
+    d = np.array([[1, 0, 0], [0, 1, np.sin(t)], [0, 0, np.cos(t)]])
+    g = Geometry(origin=[0, 0, 0], spacing=[0.5, 0.5, 3.0], direction=d)
+    ijk = np.array([[10.0, 20.0, 7.0]])
+    np.testing.assert_allclose(g.lps_to_index(g.index_to_lps(ijk)), ijk, atol=1e-9)

@@ -1,0 +1,266 @@
+"""Loading a scanned DICOM series into a :class:`Volume` (before display orientation).
+
+Slices are ordered by their position along the slice normal (ImageOrientation
+row x column direction, dotted with ImagePositionPatient); InstanceNumber and
+file names are ignored because scanners and exporters get them wrong.
+
+Pixels are decoded in parallel into one preallocated ``int16`` array. For
+uncompressed little-endian 16-bit data, the scan already recorded where the
+pixels start, so each slice is one ``readinto`` straight into the volume and
+the modality LUT is applied in place; other syntaxes (JPEG Lossless, JPEG 2000,
+RLE, deflate, big endian) go through pydicom's ``pixel_array`` and pylibjpeg.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import numpy as np
+from pydicom import dcmread
+
+from app.core.imaging import apply_rescale
+from app.core.volume import Geometry, Volume
+from app.io.dicom_header import human_reason
+from app.io.dicom_series import slice_normal
+from app.io.errors import Cancelled, LoadError
+from app.io.records import DicomSlice, SeriesRef
+
+__all__ = ["load_dicom_series", "series_geometry", "io_workers"]
+
+Progress = Callable[[int, int], None] | None
+
+# Tolerances for geometry warnings.
+GAP_FACTOR = 1.5  # a step this many times the median spacing means missing slices
+UNEVEN_REL, UNEVEN_ABS_MM = 0.05, 0.05
+TILT_DEG = 0.5
+
+
+def io_workers() -> int:
+    """Threads for file IO: reads release the GIL, so a few more than the cores."""
+    return max(2, min(8, (os.cpu_count() or 2) + 2))
+
+
+def series_geometry(slices: list[DicomSlice]) -> tuple[Geometry, np.ndarray, list[str]]:
+    """Geometry, slice positions and warnings of slices already sorted along the normal.
+
+    Spacing along the stack is the mean step (first to last slice), so the first
+    and last slices are placed exactly even when slices are missing. A gantry
+    tilt keeps the true, sheared geometry: the slice index axis follows the
+    stacking direction instead of the plane normal.
+    """
+    iop = np.asarray(slices[0].orientation, dtype=np.float64)
+    row_dir = iop[:3] / (np.linalg.norm(iop[:3]) or 1.0)
+    col_dir = iop[3:] / (np.linalg.norm(iop[3:]) or 1.0)
+    normal = slice_normal(iop)
+    positions = np.array([s.position for s in slices], dtype=np.float64)
+    row_spacing, col_spacing = slices[0].pixel_spacing
+    warnings: list[str] = []
+    n = len(slices)
+    if n == 1:
+        z_spacing = 1.0
+        stack_dir = normal
+        warnings.append("single slice: not a volume")
+    else:
+        z = positions @ normal
+        steps = np.diff(z)
+        median = float(np.median(steps))
+        if median <= 1e-3:
+            raise LoadError("slices of this series share one position: it is not a volume")
+        gaps = steps > GAP_FACTOR * median
+        if np.any(gaps):
+            missing = int(sum(round(s / median) - 1 for s in steps[gaps]))
+            where = ", ".join(f"{z[i]:.1f}" for i in np.flatnonzero(gaps)[:3])
+            warnings.append(
+                f"{max(missing, 1)} missing slice(s): gap(s) after z = {where} mm "
+                f"(spacing {median:.2f} mm)"
+            )
+        regular = steps[~gaps]
+        if regular.size and float(regular.max() - regular.min()) > max(
+            UNEVEN_ABS_MM, UNEVEN_REL * median
+        ):
+            warnings.append(f"uneven slice spacing ({regular.min():.2f} to {regular.max():.2f} mm)")
+        stack = positions[-1] - positions[0]
+        length = float(np.linalg.norm(stack))
+        z_spacing = length / (n - 1)
+        stack_dir = stack / length
+        tilt = float(np.degrees(np.arccos(np.clip(abs(stack_dir @ normal), 0.0, 1.0))))
+        if tilt > TILT_DEG:
+            warnings.append(f"gantry tilt of {tilt:.1f}°: slices are sheared, shown as acquired")
+        else:
+            # Straight stack: use the exact normal; the spacing is the step along it.
+            z_spacing = float(z[-1] - z[0]) / (n - 1)
+            stack_dir = normal
+    geometry = Geometry(
+        origin=positions[0],
+        spacing=(col_spacing, row_spacing, z_spacing),
+        direction=np.column_stack([row_dir, col_dir, stack_dir]),
+    )
+    return geometry, positions, warnings
+
+
+class _Decoder:
+    """Decodes the slices of one file into their rows of the output volume."""
+
+    def __init__(self, out: np.ndarray) -> None:
+        self.out = out
+
+    def __call__(self, path: str, items: list[tuple[int, DicomSlice]]) -> int:
+        pixel = items[0][1].pixel
+        if self._fast(pixel):
+            self._read_native(path, items)
+        else:
+            self._read_pydicom(path, items)
+        return len(items)
+
+    @staticmethod
+    def _fast(pixel) -> bool:
+        return (
+            pixel.offset is not None
+            and pixel.bits_allocated == 16
+            and pixel.samples_per_pixel == 1
+            and sys.byteorder == "little"
+        )
+
+    def _read_native(self, path: str, items: list[tuple[int, DicomSlice]]) -> None:
+        frame_bytes = items[0][1].pixel.rows * items[0][1].pixel.cols * 2
+        with open(path, "rb", buffering=0) as f:
+            for index, s in sorted(items, key=lambda it: it[1].frame):
+                f.seek(s.pixel.offset + s.frame * frame_bytes)
+                target = self.out[index]
+                got = f.readinto(memoryview(target).cast("B"))
+                if got != frame_bytes:
+                    raise LoadError("file is truncated (it changed since it was scanned)")
+                _rescale_in_place(target, s)
+
+    def _read_pydicom(self, path: str, items: list[tuple[int, DicomSlice]]) -> None:
+        ds = dcmread(path)
+        pixels = ds.pixel_array
+        if pixels.ndim == 2:
+            pixels = pixels[np.newaxis]
+        for index, s in items:
+            self.out[index] = apply_rescale(pixels[s.frame], s.slope, s.intercept)
+
+
+def _rescale_in_place(target: np.ndarray, s: DicomSlice) -> None:
+    """Turn raw stored values already in ``target`` (int16 memory) into HU, in place.
+
+    Integer-intercept, unit-slope data (nearly all CT) is rescaled with 16-bit
+    wrap-around arithmetic, which is exact whenever the true result fits int16;
+    the min/max check proves that first, else the clipping path is taken.
+    """
+    pixel = s.pixel
+    bits = pixel.bits_stored
+    if pixel.signed:
+        stored = target
+        if bits < 16:
+            shift = 16 - bits  # sign-extend from BitsStored
+            np.left_shift(stored, shift, out=stored)
+            np.right_shift(stored, shift, out=stored)
+    else:
+        stored = target.view(np.uint16)
+        if bits < 16:
+            np.bitwise_and(stored, (1 << bits) - 1, out=stored)
+    slope, intercept = s.slope, s.intercept
+    if slope == 1 and float(intercept).is_integer():
+        ic = int(intercept)
+        if ic == 0 and pixel.signed:
+            return
+        lo, hi = int(stored.min()), int(stored.max())
+        if -32768 <= lo + ic and hi + ic <= 32767:
+            np.add(stored, np.array(ic).astype(stored.dtype), out=stored, casting="unsafe")
+            return
+    target[...] = apply_rescale(stored.copy(), slope, intercept)
+
+
+def load_dicom_series(
+    ref: SeriesRef, progress: Progress = None, cancel: threading.Event | None = None
+) -> Volume:
+    """Load a DICOM :class:`SeriesRef` into a volume in acquisition axes.
+
+    Parameters
+    ----------
+    ref
+        A ``kind == "dicom"`` series from :func:`app.io.scan.scan_paths`.
+    progress
+        Called with ``(slices_done, n_slices)`` from the calling thread.
+    cancel
+        When set, loading stops and :class:`~app.io.errors.Cancelled` is raised.
+
+    Returns
+    -------
+    Volume
+        Voxels sorted along the slice normal; not yet display-oriented.
+
+    Raises
+    ------
+    LoadError
+        When no slice could be decoded, or slices share one position.
+    """
+    if not ref.slices:
+        raise LoadError("the series has no image slices")
+    normal = slice_normal(ref.slices[0].orientation)
+    slices = sorted(ref.slices, key=lambda s: float(np.dot(s.position, normal)))
+    geometry, positions, warnings = series_geometry(slices)
+    rows, cols = slices[0].pixel.rows, slices[0].pixel.cols
+    out = np.empty((len(slices), rows, cols), dtype=np.int16)
+    by_file: dict[str, list[tuple[int, DicomSlice]]] = defaultdict(list)
+    for i, s in enumerate(slices):
+        by_file[s.path].append((i, s))
+
+    decoder = _Decoder(out)
+    failed: dict[str, str] = {}
+    done = 0
+    total = len(slices)
+    pending: dict[Future, str] = {}
+    jobs = iter(by_file.items())
+    workers = io_workers()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dicom-load") as pool:
+        try:
+            # A bounded window of submitted jobs keeps cancel responsive.
+            while True:
+                while len(pending) < workers * 4:
+                    job = next(jobs, None)
+                    if job is None:
+                        break
+                    pending[pool.submit(decoder, *job)] = job[0]
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    path = pending.pop(fut)
+                    try:
+                        done += fut.result()
+                    except Exception as exc:  # one bad slice must not sink the series
+                        failed[path] = human_reason(exc)
+                        done += len(by_file[path])
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    if failed:
+        bad = np.array([s.path in failed for s in slices])
+        if bad.all():
+            first = next(iter(failed.values()))
+            raise LoadError(f"none of the {len(slices)} slices could be decoded ({first})")
+        keep = ~bad
+        out = out[keep]
+        slices = [s for s, k in zip(slices, keep, strict=True) if k]
+        geometry, positions, warnings = series_geometry(slices)
+        warnings.insert(0, f"{int(bad.sum())} slice(s) could not be decoded and were left out")
+    return Volume(
+        voxels=out,
+        geometry=geometry,
+        info=ref.info,
+        slice_positions=positions,
+        source=ref.source,
+        warnings=[*ref.warnings, *warnings],
+    )

@@ -1,0 +1,156 @@
+"""Finding series in files and folders: parallel header reads, grouping, skip reasons.
+
+Every file ends up either in a series or in ``ScanResult.skipped`` with a
+reason a user can act on; nothing raises out of a scan for a bad file, and
+special files (FIFOs, devices) are never opened, so a scan cannot hang on them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from app.io.dicom_header import human_reason, read_head
+from app.io.errors import Cancelled, SkipFile
+from app.io.records import FileProbe, ScanResult, SeriesRef, SkippedFile
+from app.io.registry import Reader, describe_unknown, find_reader, readers
+
+__all__ = ["scan_paths", "ScanResult", "SeriesRef", "SkippedFile"]
+
+
+def _walk(paths: Sequence[Path | str], skipped: list[SkippedFile]) -> list[Path]:
+    """Regular files under ``paths`` (recursively, symlinked folders not followed), sorted."""
+    files: dict[str, Path] = {}
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, names in os.walk(p, onerror=None):
+                dirs.sort()
+                for name in names:
+                    full = Path(root, name)
+                    files.setdefault(os.path.realpath(full), full)
+        elif p.exists():
+            files.setdefault(os.path.realpath(p), p)
+        else:
+            skipped.append(SkippedFile(p, "does not exist"))
+    return sorted(files.values())
+
+
+def _probe(path: Path) -> FileProbe:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise SkipFile(f"could not be read ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SkipFile("not a regular file")
+    try:
+        head = read_head(path, st.st_size) if st.st_size else b""
+    except PermissionError:
+        raise SkipFile("permission denied") from None
+    except OSError as exc:
+        raise SkipFile(f"could not be read ({exc.strerror or type(exc).__name__})") from None
+    return FileProbe(path=path, size=st.st_size, head=head)
+
+
+def _read_one(path: Path, state: dict[str, Any]) -> tuple[Reader, Any]:
+    probe = _probe(path)
+    reader = find_reader(probe)
+    if reader is None:
+        raise SkipFile(describe_unknown(probe.head))
+    return reader, reader.read_header(probe, state)
+
+
+def _read_batch(
+    files: list[Path], indices: range, state: dict[str, Any]
+) -> list[tuple[Reader, Any] | SkippedFile]:
+    out: list[tuple[Reader, Any] | SkippedFile] = []
+    for i in indices:
+        try:
+            out.append(_read_one(files[i], state))
+        except Exception as exc:  # any failure is a skip reason, never a crash
+            out.append(SkippedFile(files[i], human_reason(exc)))
+    return out
+
+
+def scan_paths(
+    paths: Sequence[Path | str] | Iterable[Path | str],
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ScanResult:
+    """Find loadable series in files and folders (recursively).
+
+    Parameters
+    ----------
+    paths
+        Files and/or folders.
+    progress
+        Called as ``progress(files_done, n_files)`` from the calling thread.
+    cancel
+        When set, the scan stops and :class:`~app.io.errors.Cancelled` is raised.
+
+    Returns
+    -------
+    ScanResult
+        ``series`` (largest first) and ``skipped`` files with their reasons.
+    """
+    result = ScanResult()
+    files = _walk(list(paths), result.skipped)
+    result.n_files = total = len(files)
+    state: dict[str, Any] = {}
+    headers: dict[int, tuple[Reader, Any]] = {}
+    # Header parsing is CPU-bound Python (GIL): threads overlap only the file
+    # reads, so few workers with batches of files beat many single-file tasks.
+    workers = max(2, min(4, os.cpu_count() or 2))
+    batch = max(1, min(32, total // (workers * 4)))
+    batches = iter(range(0, total, batch))
+    done = 0
+    pending: dict[Future, range] = {}
+    if progress is not None:
+        progress(0, total)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dicom-scan") as pool:
+        try:
+            while True:
+                # A bounded window of submitted batches keeps cancel responsive.
+                while len(pending) < workers * 2:
+                    start = next(batches, None)
+                    if start is None:
+                        break
+                    indices = range(start, min(start + batch, total))
+                    pending[pool.submit(_read_batch, files, indices, state)] = indices
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    indices = pending.pop(fut)
+                    for index, outcome in zip(indices, fut.result(), strict=True):
+                        if isinstance(outcome, SkippedFile):
+                            result.skipped.append(outcome)
+                        else:
+                            headers[index] = outcome
+                    done += len(indices)
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("scan was cancelled")
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    by_reader: dict[int, list[Any]] = defaultdict(list)
+    reader_list = list(readers())
+    for index in sorted(headers):
+        reader, header = headers[index]
+        by_reader[reader_list.index(reader)].append(header)
+    for position, group in sorted(by_reader.items()):
+        series, skipped = reader_list[position].build_series(group)
+        result.series.extend(series)
+        result.skipped.extend(skipped)
+    result.series.sort(key=lambda r: (-r.n_slices, r.key))
+    result.skipped.sort(key=lambda s: str(s.path))
+    return result
