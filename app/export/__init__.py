@@ -1,0 +1,1 @@
+"""Export of matched slice pairs (Qt-free): rendering, privacy, safe writes."""
