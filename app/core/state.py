@@ -15,17 +15,119 @@ import numpy as np
 
 from app.core.imaging import PRESETS, Window
 from app.core.observable import Signal
+from app.core.orientation import direction_label
 from app.core.volume import Volume
 
-__all__ = ["Camera", "Channel", "ViewportState", "SyncGroup", "SliceMapper"]
+__all__ = [
+    "Camera",
+    "Channel",
+    "MatchInfo",
+    "ViewportState",
+    "SyncGroup",
+    "SliceMapper",
+    "ZOOM_RANGE",
+    "window_after_drag",
+    "newest_first",
+    "edge_labels",
+]
+
+# Zoom limits relative to "fit": below 0.1 the image is a dot, above 40 one
+# voxel fills the screen; both are states a user only reaches by accident.
+ZOOM_RANGE = (0.1, 40.0)
 
 
 @dataclass(frozen=True)
 class Camera:
-    """Zoom factor (1 = fit) and pan offset in mm, relative to the slice centre."""
+    """Zoom factor (1 = fit) and pan offset in mm, relative to the slice centre.
+
+    Pan is in patient millimetres (not screen pixels) so that a linked camera
+    shows the same anatomy offset in viewports of different sizes and spacings.
+    """
 
     zoom: float = 1.0
     pan: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        zoom = float(self.zoom)
+        if not np.isfinite(zoom) or zoom <= 0:
+            raise ValueError("zoom must be a positive finite number")
+        object.__setattr__(self, "zoom", float(np.clip(zoom, *ZOOM_RANGE)))
+        px, py = (float(v) for v in self.pan)
+        if not (np.isfinite(px) and np.isfinite(py)):
+            raise ValueError("pan must be finite")
+        object.__setattr__(self, "pan", (px, py))
+
+    def zoomed(self, factor: float) -> Camera:
+        """This camera with its zoom multiplied by ``factor`` (clamped to :data:`ZOOM_RANGE`)."""
+        return Camera(self.zoom * factor, self.pan)
+
+    def panned(self, dx_mm: float, dy_mm: float) -> Camera:
+        """This camera with its view centre moved by ``(dx_mm, dy_mm)`` (screen right, down)."""
+        return Camera(self.zoom, (self.pan[0] + dx_mm, self.pan[1] + dy_mm))
+
+
+def window_after_drag(window: Window, dx: float, dy: float) -> Window:
+    """The window after a window/level mouse drag of ``(dx, dy)`` screen pixels.
+
+    Dragging right widens the window, dragging down raises the level, as in
+    most PACS viewers. The rate scales with the current width so that a narrow
+    brain window and a wide lung window both respond usefully to a small drag.
+
+    Parameters
+    ----------
+    window
+        Window before the drag.
+    dx, dy
+        Mouse movement in pixels since the drag started or since the last event.
+
+    Returns
+    -------
+    Window
+        The new window (width floored at 1 HU by :class:`Window`).
+    """
+    rate = max(window.width, 20.0) / 256.0  # HU per pixel
+    return Window(center=window.center + dy * rate, width=window.width + dx * rate)
+
+
+def edge_labels(direction: np.ndarray) -> dict[str, str]:
+    """Orientation letters at the screen edges of a slice painted row 0 on top, column 0 left.
+
+    The right edge shows where the column axis points, the bottom edge where the
+    row axis points, the opposite edges their negation; e.g. a display-oriented
+    axial slice gives ``{"left": "R", "right": "L", "top": "A", "bottom": "P"}``.
+
+    Parameters
+    ----------
+    direction
+        3x3 matrix whose columns are the LPS unit vectors of the column, row and
+        slice index axes (:attr:`app.core.volume.Geometry.direction`).
+    """
+    d = np.asarray(direction, dtype=np.float64)
+    col, row = d[:, 0], d[:, 1]
+    return {
+        "left": direction_label(-col),
+        "right": direction_label(col),
+        "top": direction_label(-row),
+        "bottom": direction_label(row),
+    }
+
+
+def newest_first(dates: list[str]) -> list[int]:
+    """Indices ordering study dates newest first; undated (not ``YYYYMMDD``) last, stable.
+
+    Parameters
+    ----------
+    dates
+        DICOM StudyDate strings, ``""`` when unknown.
+    """
+
+    def key(i: int) -> tuple[int, int]:
+        d = dates[i]
+        if len(d) == 8 and d.isdigit():
+            return (0, -int(d))
+        return (1, 0)
+
+    return sorted(range(len(dates)), key=key)
 
 
 class Channel(StrEnum):
@@ -53,6 +155,8 @@ class ViewportState:
     """
 
     def __init__(self, volume: Volume, window: Window | None = None) -> None:
+        if volume.n_slices < 1:
+            raise ValueError("a viewport needs a volume with at least one slice")
         self.volume = volume
         self.changed = Signal()
         self._slice = volume.n_slices // 2
@@ -92,6 +196,14 @@ class ViewportState:
             self._window = window
             self.changed.emit("window")
 
+    def apply_preset(self, name: str) -> None:
+        """Set one of :data:`app.core.imaging.PRESETS` by name (``KeyError`` if unknown)."""
+        self.set_window(PRESETS[name])
+
+    def drag_window(self, dx: float, dy: float) -> None:
+        """Window/level drag by ``(dx, dy)`` pixels; see :func:`window_after_drag`."""
+        self.set_window(window_after_drag(self._window, dx, dy))
+
     # -- camera ----------------------------------------------------------------
     @property
     def camera(self) -> Camera:
@@ -101,6 +213,29 @@ class ViewportState:
         if camera != self._camera:
             self._camera = camera
             self.changed.emit("camera")
+
+    def zoom_by(self, factor: float) -> None:
+        self.set_camera(self._camera.zoomed(factor))
+
+    def pan_by(self, dx_mm: float, dy_mm: float) -> None:
+        self.set_camera(self._camera.panned(dx_mm, dy_mm))
+
+    def reset_camera(self) -> None:
+        """Back to "fit, centred"."""
+        self.set_camera(Camera())
+
+    # -- display geometry --------------------------------------------------------
+    @property
+    def orientation_labels(self) -> dict[str, str]:
+        """Letters for the left, right, top and bottom screen edges (see :func:`edge_labels`)."""
+        return edge_labels(self.volume.geometry.direction)
+
+    @property
+    def extent_mm(self) -> tuple[float, float]:
+        """Width and height (mm) of a slice as painted: columns x spacing, rows x spacing."""
+        _, rows, cols = self.volume.shape
+        sx, sy = self.volume.geometry.spacing[:2]
+        return float(cols * sx), float(rows * sy)
 
 
 class SliceMapper:

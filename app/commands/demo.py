@@ -1,0 +1,24 @@
+"""``priorsync demo``: build (once, then cached) and open a demo patient with three study dates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.commands.view import add_window_options, check_window_options
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_window_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = check_window_options(args)
+    if problem:
+        print(f"priorsync demo: {problem}", file=sys.stderr)
+        return 2
+    from app.ui.application import run_viewer
+
+    return run_viewer(demo=True, screenshot=args.screenshot, quit_after_s=args.quit_after)

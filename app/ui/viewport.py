@@ -1,0 +1,339 @@
+"""One viewport: a painted slice of a :class:`~app.core.state.ViewportState` plus its overlays.
+
+The widget only paints state and turns input into state changes; it never
+keeps its own copy of the slice index, window or camera. Every repaint starts
+from ``state.changed``, so a change made by the sync group, a key, the slider
+or a test looks exactly the same on screen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.imaging import window_to_uint8
+from app.core.state import ViewportState
+
+__all__ = ["ElidedLabel", "SliceViewBox", "ViewportView", "ZOOM_STEP", "PAGE_STEP"]
+
+ZOOM_STEP = 1.15  # zoom factor per wheel notch (ctrl+wheel) or +/- key
+PAGE_STEP = 10  # slices per Page Up / Page Down
+
+
+class SliceViewBox(pg.ViewBox):
+    """A ViewBox whose mouse input drives a :class:`ViewportState` instead of its own range.
+
+    pyqtgraph's built-in pan/zoom would change the view range directly and the
+    state would no longer describe what is on screen, so all of it is replaced:
+
+    - wheel: scroll slices (toward the feet when the wheel turns toward the user);
+    - ctrl+wheel: zoom;
+    - left or middle drag: pan;
+    - right drag: window/level (right widens, down raises the level);
+    - double click: reset zoom and pan.
+    """
+
+    touched = QtCore.Signal()  # any click, drag or wheel: the user is working here
+
+    def __init__(self, state: ViewportState) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        # Not "state": pyqtgraph's ViewBox keeps its own dict under that name.
+        self.viewport_state = state
+        self.setMouseEnabled(False, False)
+
+    def wheelEvent(self, ev, axis=None) -> None:  # noqa: N802 (Qt override)
+        notches = ev.delta() / 120.0
+        if notches == 0:
+            ev.ignore()
+            return
+        if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
+            self.viewport_state.zoom_by(ZOOM_STEP**notches)
+        else:
+            # At least one slice per event so touchpads' small deltas still scroll.
+            step = int(np.sign(notches) * max(1, round(abs(notches))))
+            self.viewport_state.step(step)
+        self.touched.emit()
+        ev.accept()
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802 (Qt override)
+        button = ev.button()
+        if ev.isStart():
+            self.touched.emit()
+        if button == QtCore.Qt.MouseButton.RightButton:
+            delta = ev.screenPos() - ev.lastScreenPos()
+            self.viewport_state.drag_window(delta.x(), delta.y())
+        elif button in (QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.MouseButton.MiddleButton):
+            here = self.mapToView(ev.pos())
+            before = self.mapToView(ev.lastPos())
+            # The image follows the mouse, so the view centre moves the other way.
+            self.viewport_state.pan_by(before.x() - here.x(), before.y() - here.y())
+        else:
+            ev.ignore()
+            return
+        ev.accept()
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (Qt override)
+        self.touched.emit()
+        if ev.double() and ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            self.viewport_state.reset_camera()
+        ev.accept()
+
+
+def _overlay_label(parent: QtWidgets.QWidget, name: str = "overlay") -> QtWidgets.QLabel:
+    label = QtWidgets.QLabel(parent)
+    label.setObjectName(name)
+    # Overlays are read-only annotations: clicks must reach the image below.
+    label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+    return label
+
+
+class ElidedLabel(QtWidgets.QLabel):
+    """A one-line label that shortens its text with "…" instead of widening its parent."""
+
+    def __init__(self, text: str, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full_text = text
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(20)
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full_text
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        margins = self.contentsMargins()
+        width = max(0, self.width() - margins.left() - margins.right() - 12)
+        self.setText(
+            self.fontMetrics().elidedText(
+                self._full_text, QtCore.Qt.TextElideMode.ElideRight, width
+            )
+        )
+
+
+class ViewportView(QtWidgets.QFrame):
+    """A header, the slice with overlays and orientation letters, and a slice slider.
+
+    Parameters
+    ----------
+    state
+        The viewport state to show and drive.
+    title
+        Header text, e.g. ``"2024-03-01 · CT CHEST · Lung 1.25 mm"``.
+    """
+
+    activated = QtCore.Signal(object)  # self, when clicked, scrolled or focused
+
+    def __init__(
+        self, state: ViewportState, title: str, parent: QtWidgets.QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setObjectName("viewport")
+        self.setProperty("active", False)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+
+        self.header = ElidedLabel(title)
+        self.header.setObjectName("viewportHeader")
+        self.header.setToolTip(title)
+
+        self.graphics = pg.GraphicsView(background="k")
+        self.graphics.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.view_box = SliceViewBox(state)
+        self.view_box.touched.connect(self._activate)
+        self.graphics.setCentralItem(self.view_box)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.view_box.addItem(self.image_item)
+
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Vertical)
+        # Slice index grows toward the head, so the slider's top is superior.
+        self.slider.setRange(0, state.volume.n_slices - 1)
+        self.slider.setPageStep(PAGE_STEP)
+        self.slider.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.slider.setToolTip("Slice (top = head)")
+        self.slider.valueChanged.connect(self._on_slider)
+
+        body = QtWidgets.QHBoxLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        body.addWidget(self.graphics, 1)
+        body.addWidget(self.slider)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(0)
+        layout.addWidget(self.header)
+        layout.addLayout(body, 1)
+
+        host = self.graphics.viewport()
+        self.slice_label = _overlay_label(host)
+        self.window_label = _overlay_label(host)
+        self.zoom_label = _overlay_label(host)
+        self.orientation_labels = {
+            edge: _overlay_label(host, "orientation") for edge in ("left", "right", "top", "bottom")
+        }
+        for edge, text in state.orientation_labels.items():
+            self.orientation_labels[edge].setText(text)
+        # Overlays sit on the view's viewport widget; re-place them when it resizes.
+        host.installEventFilter(self)
+
+        state.changed.connect(self._on_state_changed)
+        self._set_image_rect()
+        self._paint_slice()
+        self._paint_window_text()
+        self._apply_camera()
+
+    # -- state -> screen -------------------------------------------------------------
+    def _on_state_changed(self, what: str) -> None:
+        if what == "slice":
+            self._paint_slice()
+        elif what == "window":
+            self._paint_slice()
+            self._paint_window_text()
+        elif what == "camera":
+            self._apply_camera()
+        elif what == "match":
+            self._paint_slice_text()
+
+    def windowed_slice(self) -> np.ndarray:
+        """The uint8 image painted for the current slice and window (image math in the core)."""
+        return window_to_uint8(self.state.volume.slice(self.state.slice_index), self.state.window)
+
+    def _set_image_rect(self) -> None:
+        width_mm, height_mm = self.state.extent_mm
+        # The item spans the slice's physical size, so non-square pixels keep their aspect.
+        self.image_item.setRect(QtCore.QRectF(0.0, 0.0, width_mm, height_mm))
+
+    def _paint_slice(self) -> None:
+        self.image_item.setImage(self.windowed_slice(), autoLevels=False, levels=(0, 255))
+        self._set_image_rect()
+        if self.slider.value() != self.state.slice_index:
+            blocked = self.slider.blockSignals(True)
+            self.slider.setValue(self.state.slice_index)
+            self.slider.blockSignals(blocked)
+        self._paint_slice_text()
+
+    def _paint_slice_text(self) -> None:
+        n = self.state.volume.n_slices
+        # Images are numbered from the head down, as acquisition order usually runs.
+        number = n - self.state.slice_index
+        lines = [f"Im {number}/{n}", f"z {self.state.slice_position_mm:.1f} mm"]
+        match = self.state.match
+        if match is not None:
+            # Set by the sync group's slice mapper: how this slice was reached.
+            lines.append(
+                f"sync {match.score:.2f}" if match.in_coverage else "sync: level not covered"
+            )
+        self.slice_label.setText("\n".join(lines))
+        self.slice_label.adjustSize()
+        self._place_overlays()
+
+    def _paint_window_text(self) -> None:
+        w = self.state.window
+        self.window_label.setText(f"W {w.width:.0f}  L {w.center:.0f}")
+        self.window_label.adjustSize()
+        self._place_overlays()
+
+    def _apply_camera(self) -> None:
+        cam = self.state.camera
+        width_mm, height_mm = self.state.extent_mm
+        cx = width_mm / 2.0 + cam.pan[0]
+        cy = height_mm / 2.0 + cam.pan[1]
+        half_w = width_mm / (2.0 * cam.zoom)
+        half_h = height_mm / (2.0 * cam.zoom)
+        # With lockAspect the ViewBox widens one of the two ranges to keep mm square.
+        self.view_box.setRange(
+            xRange=(cx - half_w, cx + half_w), yRange=(cy - half_h, cy + half_h), padding=0.0
+        )
+        self.zoom_label.setText(f"×{cam.zoom:.2f}")
+        self.zoom_label.adjustSize()
+        self._place_overlays()
+
+    # -- overlays --------------------------------------------------------------------
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if event.type() == QtCore.QEvent.Type.Resize and watched is self.graphics.viewport():
+            self._place_overlays()
+        return False
+
+    def _place_overlays(self) -> None:
+        host = self.graphics.viewport()
+        w, h = host.width(), host.height()
+        m = 6
+        for label in (self.slice_label, self.window_label, self.zoom_label):
+            label.adjustSize()
+        self.slice_label.move(m, h - self.slice_label.height() - m)
+        self.window_label.move(
+            w - self.window_label.width() - m, h - self.window_label.height() - m
+        )
+        self.zoom_label.move(w - self.zoom_label.width() - m, m)
+        labels = self.orientation_labels
+        for label in labels.values():
+            label.adjustSize()
+        labels["left"].move(m, (h - labels["left"].height()) // 2)
+        labels["right"].move(w - labels["right"].width() - m, (h - labels["right"].height()) // 2)
+        labels["top"].move((w - labels["top"].width()) // 2, m)
+        labels["bottom"].move(
+            (w - labels["bottom"].width()) // 2, h - labels["bottom"].height() - m
+        )
+
+    # -- screen -> state -------------------------------------------------------------
+    def _on_slider(self, value: int) -> None:
+        self._activate()
+        self.state.set_slice(value)
+
+    def keyPressEvent(self, event: QtGui.QKeyEvent) -> None:  # noqa: N802 (Qt override)
+        if not handle_key(self.state, event):
+            super().keyPressEvent(event)
+
+    def focusInEvent(self, event: QtGui.QFocusEvent) -> None:  # noqa: N802 (Qt override)
+        self.activated.emit(self)
+        super().focusInEvent(event)
+
+    def _activate(self) -> None:
+        self.setFocus(QtCore.Qt.FocusReason.MouseFocusReason)
+        self.activated.emit(self)
+
+    def set_active(self, active: bool) -> None:
+        """Show (border colour) whether this viewport receives keyboard commands."""
+        if bool(self.property("active")) != active:
+            self.setProperty("active", active)
+            self.style().unpolish(self)
+            self.style().polish(self)
+
+    def detach(self) -> None:
+        """Stop listening to the state (before the widget is deleted)."""
+        self.state.changed.disconnect(self._on_state_changed)
+
+
+def handle_key(state: ViewportState, event: QtGui.QKeyEvent) -> bool:
+    """Apply a navigation key to ``state``; return whether the key was used.
+
+    Up / Down move one slice toward the head / feet, Page Up / Page Down ten,
+    Home / End jump to the top (head) / bottom (feet) slice, + / - zoom.
+    """
+    key = event.key()
+    k = QtCore.Qt.Key
+    n = state.volume.n_slices
+    if key in (k.Key_Up, k.Key_Right):
+        state.step(+1)
+    elif key in (k.Key_Down, k.Key_Left):
+        state.step(-1)
+    elif key == k.Key_PageUp:
+        state.step(+PAGE_STEP)
+    elif key == k.Key_PageDown:
+        state.step(-PAGE_STEP)
+    elif key == k.Key_Home:
+        state.set_slice(n - 1)
+    elif key == k.Key_End:
+        state.set_slice(0)
+    elif key in (k.Key_Plus, k.Key_Equal):
+        state.zoom_by(ZOOM_STEP)
+    elif key == k.Key_Minus:
+        state.zoom_by(1.0 / ZOOM_STEP)
+    else:
+        return False
+    event.accept()
+    return True

@@ -1,0 +1,57 @@
+"""UI test setup: Qt renders offscreen (no display needed) and windows are torn down.
+
+The platform is chosen before pytest-qt creates the QApplication, so every UI
+test paints into offscreen buffers that ``grab()`` can read back. Only
+test_app_subprocess.py starts the real app on an X server (Xvfb).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # the fakes module beside the tests
+
+from fakes import FakeBackend, three_dates  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _pyqtgraph_options(qapp):
+    from app.ui.shutdown import configure_pyqtgraph
+
+    configure_pyqtgraph()
+    yield
+
+
+@pytest.fixture
+def backend() -> FakeBackend:
+    return FakeBackend(three_dates())
+
+
+@pytest.fixture
+def window(qtbot, backend):
+    """A main window over the fake backend, closed (and its workers stopped) afterwards."""
+    from app.ui.loader import Loader
+    from app.ui.main_window import MainWindow
+
+    win = MainWindow(Loader(backend))
+    qtbot.addWidget(win)
+    win.resize(1200, 600)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.shutdown()
+
+
+@pytest.fixture
+def hung(window, qtbot, backend):
+    """The window after opening the three fake studies."""
+    with qtbot.waitSignal(window.settled, timeout=5000):
+        window.open_paths(list(backend.files))
+    qtbot.waitUntil(lambda: len(window.views) == 3, timeout=5000)
+    return window
