@@ -9,8 +9,8 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test,train]"
 
-.venv/bin/ruff check app tests benchmarks
-.venv/bin/ruff format --check app tests benchmarks
+.venv/bin/ruff check app tests benchmarks packaging
+.venv/bin/ruff format --check app tests benchmarks packaging
 .venv/bin/lint-imports
 # Caches go to a throw-away folder so tests never touch the user's cache.
 export PRIORSYNC_CACHE_DIR="${PRIORSYNC_CACHE_DIR:-$(mktemp -d)}"
