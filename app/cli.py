@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "view": ("app.commands.view", "open DICOM folders or volume files in the viewer"),
     "demo": ("app.commands.demo", "open a demo patient with several study dates"),
     "match": ("app.commands.match", "match every slice of CURRENT to PRIOR (headless)"),
+    "export": ("app.commands.export", "export a current slice and its matched prior slices as PNG"),
     "eval": ("app.commands.eval", "evaluate slice matching on held-out simulated pairs"),
     "train": ("app.commands.train", "train the embedding model and export it to ONNX"),
 }

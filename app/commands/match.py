@@ -1,0 +1,151 @@
+"""``priorsync match CURRENT PRIOR [--json]``: match every current slice to the prior.
+
+Output (``--json``), one entry per current slice in display order::
+
+    {"model": "<name> sha256:<hash>",
+     "matches": [{"current_index": k, "current_position": [x, y, z],
+                  "prior_index": j, "prior_position": [x, y, z],
+                  "score": s, "in_coverage": true}, ...]}
+
+Positions are the slices' LPS positions (mm, first voxel, as
+``Volume.slice_positions``). A current slice whose level the prior does not
+image has ``"in_coverage": false`` and ``null`` prior_index / prior_position;
+its score is then the similarity to the prior's nearest (edge) slice.
+
+Exit codes: 0 success, 2 the inputs cannot be matched (unreadable, not CT, a
+single slice, no overlapping anatomy), 3 the model is missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # heavy modules load only when the command runs
+    from app.core.volume import Volume
+    from app.ml.match import MatchResult
+
+__all__ = ["add_arguments", "run", "EXIT_INPUT", "EXIT_MODEL"]
+
+log = logging.getLogger(__name__)
+
+EXIT_INPUT = 2
+EXIT_MODEL = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``priorsync match``."""
+    parser.add_argument("current", metavar="CURRENT", type=Path, help="DICOM folder or volume file")
+    parser.add_argument("prior", metavar="PRIOR", type=Path, help="DICOM folder or volume file")
+    parser.add_argument("--json", action="store_true", help="print the matches as JSON")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="ONNX model file (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where the model runs (default: CUDA when available, else CPU)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the index cache"
+    )
+
+
+def _error(message: str) -> None:
+    print(f"priorsync match: error: {message}", file=sys.stderr)
+
+
+def format_table(result: MatchResult, current: Volume, prior: Volume, provider: str = "") -> str:
+    """The human-readable report of a :class:`~app.ml.match.MatchResult`."""
+    a = result.alignment
+    lines = [
+        f"model:   {result.model}" + (f" (on {provider})" if provider else ""),
+        f"current: {current.n_slices} slices, z {current.slice_z.min():.1f} .. "
+        f"{current.slice_z.max():.1f} mm",
+        f"prior:   {prior.n_slices} slices, z {prior.slice_z.min():.1f} .. "
+        f"{prior.slice_z.max():.1f} mm",
+        f"offset (prior z - current z, median): {a.offset_mm:+.1f} mm;  "
+        f"covered: {int(a.in_coverage.sum())}/{len(a.in_coverage)} slices;  "
+        f"overlap score {result.overlap:.2f} (0 = chance, 1 = every slice on its best match)",
+        "",
+        f"{'current':>7} {'z (mm)':>9}   {'prior':>5} {'z (mm)':>9} {'score':>6}  note",
+    ]
+    cz = current.slice_z
+    pz = prior.slice_z
+    for m in result.matches:
+        if m.in_coverage:
+            j = m.prior_index
+            note = "overruled outlier" if a.outlier[m.current_index] else ""
+            lines.append(
+                f"{m.current_index:>7} {cz[m.current_index]:>9.1f}   {j:>5} {pz[j]:>9.1f} "
+                f"{m.score:>6.3f}  {note}"
+            )
+        else:
+            lines.append(
+                f"{m.current_index:>7} {cz[m.current_index]:>9.1f}   {'-':>5} {'-':>9} "
+                f"{'-':>6}  not in prior (maps to {a.mapped_z[m.current_index]:.1f} mm)"
+            )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``priorsync match``; returns the exit code."""
+    from app.io.errors import LoadError
+    from app.io.load import load_volume
+    from app.ml.index import IndexCache
+    from app.ml.match import Matcher, MatchError
+    from app.ml.runtime import EmbeddingModel, ModelError
+
+    try:
+        model = EmbeddingModel.load(args.model, device=args.device)
+    except ModelError as exc:
+        _error(str(exc))
+        return EXIT_MODEL
+
+    volumes = []
+    for role, path in (("CURRENT", args.current), ("PRIOR", args.prior)):
+        if not path.exists():
+            _error(f"{role} {path} does not exist")
+            return EXIT_INPUT
+        try:
+            volume = load_volume(path)
+        except LoadError as exc:
+            _error(f"cannot read {role} {path}: {exc}")
+            return EXIT_INPUT
+        for warning in volume.warnings:
+            print(f"priorsync match: warning: {role}: {warning}", file=sys.stderr)
+        volumes.append(volume)
+    current, prior = volumes
+
+    try:
+        cache = False if args.no_cache else IndexCache()
+    except OSError as exc:
+        # No writable cache folder: match without one.
+        log.warning("index cache unavailable (%s); continuing without it", exc)
+        cache = False
+    matcher = Matcher(model, cache=cache)
+    try:
+        result = matcher.match(current, prior)
+    except MatchError as exc:
+        _error(str(exc))
+        return EXIT_INPUT
+
+    if args.json:
+        text = json.dumps(result.to_dict())
+    else:
+        text = format_table(result, current, prior, model.provider)
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`priorsync match ... | head`): not an error of ours.
+        # Point stdout at devnull so the interpreter's final flush stays quiet.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

@@ -1,0 +1,192 @@
+"""``priorsync train``: build the simulated training bank, train, export to ONNX.
+
+Needs the ``train`` extra (PyTorch). The default settings reproduce the
+shipped model from ``--seed`` in about two hours on a 2-core CPU; checkpoints,
+the slice bank and metrics go to ``--run-dir`` (never into the package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "priorsync-embed"
+MODEL_VERSION = "1.0"
+DEFAULT_STEPS = 10_000
+DEFAULT_BANK_SCANS = 24
+SOURCE_LICENCES = {
+    "chest-angio": "totalsegmentator 2.18.0 sdist, Apache-2.0",
+    "upper-abdomen-dicom": "totalsegmentator 2.18.0 sdist, Apache-2.0",
+    "head-neck": "dicom2stl 0.5.0 sdist, Apache-2.0",
+    "head": "dicom2stl 0.5.0 sdist, Apache-2.0",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("models"),
+        help="folder for the ONNX model (default models/)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help=f"optimiser steps (default {DEFAULT_STEPS})",
+    )
+    parser.add_argument(
+        "--bank-scans",
+        type=int,
+        default=DEFAULT_BANK_SCANS,
+        help=f"simulated scans per training volume (default {DEFAULT_BANK_SCANS})",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="checkpoints, slice bank and metrics (default runs/seed<SEED>)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's checkpoint"
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        help="steps between checkpoints in the run folder (default 100)",
+    )
+    parser.add_argument(
+        "--eval-pairs",
+        type=int,
+        default=3,
+        help="held-out simulated pairs per volume and preset for the quick check (0: skip)",
+    )
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> str | None:
+    return None if value >= minimum else f"--{name} must be at least {minimum}, got {value}"
+
+
+def run(args: argparse.Namespace) -> int:
+    for problem in (
+        _positive("steps", args.steps),
+        _positive("bank-scans", args.bank_scans, 1),
+        _positive("threads", args.threads),
+        _positive("checkpoint-every", args.checkpoint_every),
+        _positive("eval-pairs", args.eval_pairs, 0),
+    ):
+        if problem:
+            print(f"priorsync train: {problem}", file=sys.stderr)
+            return 2
+    try:  # PyTorch comes with the train extra only
+        from app.ml.train.export import export_onnx
+        from app.ml.train.loop import TrainConfig, set_threads, train
+    except ImportError as exc:
+        print(
+            f"priorsync train needs the train extra (pip install 'priorsync[train]'): {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    from app.ml.preprocess import InputSpec
+    from app.ml.train.data import build_bank
+    from app.ml.train.quick_eval import OnnxEmbedder, evaluate_nearest_neighbour
+    from app.sim import followup
+    from app.sim.followup import SIM_PRESETS, simulate_followup
+    from app.sim.sources import (
+        HOLDOUT_VOLUMES,
+        TRAIN_VOLUMES,
+        SourceError,
+        available_sources,
+        load_source,
+    )
+
+    set_threads(args.threads)
+    run_dir: Path = args.run_dir or Path("runs") / f"seed{args.seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = InputSpec()
+    cfg = TrainConfig(seed=args.seed, steps=args.steps)
+    params = SIM_PRESETS["train"]
+    # The bank must be rebuilt when the simulator changes: key it on its source.
+    sim_code = Path(followup.__file__).read_bytes().decode("utf-8", "replace")
+    if set(TRAIN_VOLUMES) & set(HOLDOUT_VOLUMES):  # a guard against a future edit of the lists
+        print("priorsync train: a held-out volume is listed for training", file=sys.stderr)
+        return 1
+
+    t0 = time.perf_counter()
+    try:
+        bank = build_bank(
+            TRAIN_VOLUMES,
+            args.bank_scans,
+            args.seed,
+            spec,
+            load_source=load_source,
+            simulate=lambda source, rng: simulate_followup(source, params, rng),
+            cache_dir=run_dir,
+            cache_key=sim_code + repr(params),
+        )
+    except SourceError as exc:
+        print(f"priorsync train: {exc}", file=sys.stderr)
+        return 1
+    log.info("slice bank: %d slices in %.0f s", bank.n_slices, time.perf_counter() - t0)
+
+    result = train(
+        cfg,
+        bank,
+        spec,
+        run_dir=run_dir,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+    )
+    training_data = (
+        f"{args.bank_scans} simulated follow-ups (SIM_PRESETS['train']) plus the source of each of "
+        + "; ".join(f"{n} ({SOURCE_LICENCES.get(n, '?')})" for n in TRAIN_VOLUMES)
+    )
+    command = (
+        f"priorsync train --seed {args.seed} --steps {args.steps} --bank-scans {args.bank_scans}"
+    )
+    out_path = export_onnx(
+        result.model,
+        spec,
+        args.out / f"{MODEL_NAME}.onnx",
+        name=MODEL_NAME,
+        version=MODEL_VERSION,
+        training_data=training_data,
+        extra_metadata={
+            "priorsync.train_command": command,
+            "priorsync.train_config": json.dumps(cfg.to_dict()),
+        },
+    )
+    log.info("exported %s (%.2f MB)", out_path, out_path.stat().st_size / 1e6)
+    summary: dict = {
+        "command": command,
+        "config": cfg.to_dict(),
+        "bank_slices": bank.n_slices,
+        "final_loss": result.final_loss,
+        "final_batch_top1_mm": result.final_top1_mm,
+        "steps_per_s": result.steps_per_s,
+        "model": str(out_path),
+        "model_bytes": out_path.stat().st_size,
+    }
+    holdout = available_sources(HOLDOUT_VOLUMES)
+    if args.eval_pairs and holdout:
+        embedder = OnnxEmbedder(out_path, threads=args.threads)
+        for preset in ("standard", "hard"):
+            figures = evaluate_nearest_neighbour(
+                embedder, holdout, preset, args.eval_pairs, seed=12345
+            )
+            summary[f"holdout_{preset}"] = {k: vars(v) for k, v in figures.items()}
+            for name, fig in figures.items():
+                log.info("held-out %s %s: %s", preset, name, fig.line())
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0

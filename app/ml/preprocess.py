@@ -1,0 +1,242 @@
+"""Turning CT slices into the embedding model's input tensor.
+
+The same function feeds training and the running app, so a model sees at run
+time exactly what it saw while learning. Each slice is resampled to a fixed
+*physical* scale (``pixel_mm`` per pixel) and centred on the body, so table
+height, field of view and matrix size do not change the picture while the
+body's real size still does. HU windows become the channels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from app.core.imaging import Window
+from app.core.volume import Volume
+
+__all__ = [
+    "AIR_HU",
+    "BODY_THRESHOLD_HU",
+    "DEFAULT_WINDOWS",
+    "InputSpec",
+    "body_centroids",
+    "prepare_slices",
+]
+
+AIR_HU = -1024
+# Soft tissue, fat and even lung parenchyma at full inspiration sit above this;
+# air outside the patient and most of the foam mattress sit below it.
+BODY_THRESHOLD_HU = -500
+# The body mask is found on a coarse grid: finding a centroid needs no detail,
+# and a coarse grid makes it cheap and blind to thin table rails and cables.
+_MASK_GRID_MM = 6.0
+
+DEFAULT_WINDOWS: tuple[Window, ...] = (
+    Window(-600, 1500),  # lung: air, parenchyma, vessels
+    Window(40, 400),  # soft tissue: organs, fat, muscle, contrast
+    Window(400, 1800),  # bone
+)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the model expects as input.
+
+    Parameters
+    ----------
+    size
+        Output images are ``size`` x ``size`` pixels.
+    pixel_mm
+        Physical size (mm) of one output pixel, so the field of view is
+        ``size * pixel_mm`` mm whatever the scan's matrix and FOV.
+    windows
+        One HU window per channel; each is mapped linearly to [0, 1].
+    """
+
+    size: int = 128
+    pixel_mm: float = 3.2
+    windows: tuple[Window, ...] = field(default=DEFAULT_WINDOWS)
+
+    def __post_init__(self) -> None:
+        if int(self.size) < 8:
+            raise ValueError(f"input size must be at least 8 pixels, got {self.size}")
+        if not (np.isfinite(self.pixel_mm) and self.pixel_mm > 0):
+            raise ValueError(f"pixel_mm must be a positive number, got {self.pixel_mm}")
+        if len(self.windows) == 0:
+            raise ValueError("at least one HU window is needed")
+        object.__setattr__(self, "size", int(self.size))
+        object.__setattr__(self, "pixel_mm", float(self.pixel_mm))
+        object.__setattr__(self, "windows", tuple(self.windows))
+
+    @property
+    def channels(self) -> int:
+        """Number of input channels (one per window)."""
+        return len(self.windows)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ``priorsync.*`` ONNX metadata entries describing this input."""
+        return {
+            "priorsync.input_size": str(self.size),
+            "priorsync.pixel_mm": repr(self.pixel_mm),
+            "priorsync.windows": json.dumps([[w.center, w.width] for w in self.windows]),
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> InputSpec:
+        """Read the spec back from ONNX metadata props.
+
+        Parameters
+        ----------
+        metadata
+            The model's custom metadata (``priorsync.input_size``,
+            ``priorsync.pixel_mm``, ``priorsync.windows``).
+
+        Raises
+        ------
+        ValueError
+            When an entry is missing or malformed; the message names it.
+        """
+        try:
+            size = int(metadata["priorsync.input_size"])
+            pixel_mm = float(metadata["priorsync.pixel_mm"])
+            raw = json.loads(metadata["priorsync.windows"])
+        except KeyError as exc:
+            raise ValueError(f"model metadata lacks {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"model metadata is malformed: {exc}") from None
+        if not isinstance(raw, list) or not all(
+            isinstance(w, list | tuple) and len(w) == 2 for w in raw
+        ):
+            raise ValueError("model metadata 'priorsync.windows' must be a list of [center, width]")
+        windows = tuple(Window(float(c), float(w)) for c, w in raw)
+        return cls(size=size, pixel_mm=pixel_mm, windows=windows)
+
+
+def _in_plane_spacing(volume: Volume) -> tuple[float, float]:
+    sx, sy = (float(s) for s in volume.geometry.spacing[:2])
+    if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
+        raise ValueError(f"volume has an invalid pixel spacing ({sx}, {sy})")
+    return sx, sy
+
+
+def body_centroids(volume: Volume, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Centre of the body (largest region above -500 HU) in each slice.
+
+    Parameters
+    ----------
+    volume
+        Display-oriented volume.
+    indices
+        Slice indices.
+
+    Returns
+    -------
+    np.ndarray
+        ``(N, 2)`` float64 ``(col, row)`` in voxel units. Slices with no body
+        (all air) get the image centre.
+    """
+    indices = np.asarray(indices, dtype=np.intp)
+    sx, sy = _in_plane_spacing(volume)
+    rows, cols = volume.voxels.shape[1:]
+    step_c = max(1, round(_MASK_GRID_MM / sx))
+    step_r = max(1, round(_MASK_GRID_MM / sy))
+    # One vectorised threshold over every requested slice on the coarse grid.
+    masks = volume.voxels[indices, step_r // 2 :: step_r, step_c // 2 :: step_c] > BODY_THRESHOLD_HU
+    masks = masks.astype(np.uint8)
+    out = np.empty((len(indices), 2), dtype=np.float64)
+    out[:] = ((cols - 1) / 2.0, (rows - 1) / 2.0)
+    for i, mask in enumerate(masks):
+        n, _, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        if n < 2:
+            continue
+        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        cx, cy = centroids[largest]
+        out[i] = (step_c // 2 + cx * step_c, step_r // 2 + cy * step_r)
+    return out
+
+
+def prepare_slices(
+    volume: Volume,
+    indices: Sequence[int] | np.ndarray | None = None,
+    spec: InputSpec | None = None,
+) -> np.ndarray:
+    """Model input for some slices of a volume.
+
+    Each slice is area-averaged down to about ``spec.pixel_mm`` (anti-aliasing,
+    which also evens out noise and reconstruction-kernel differences), then one
+    affine map places the body's centroid at the image centre at exactly
+    ``spec.pixel_mm`` per pixel. Outside the scanned field is air.
+
+    Parameters
+    ----------
+    volume
+        Display-oriented volume (HU, ``int16``).
+    indices
+        Slice indices to prepare; all slices when ``None``.
+    spec
+        Input specification; :class:`InputSpec` defaults when ``None``.
+
+    Returns
+    -------
+    np.ndarray
+        ``float32`` array ``(N, C, S, S)`` with values in [0, 1].
+    """
+    spec = spec or InputSpec()
+    n_slices = volume.n_slices
+    indices = np.arange(n_slices) if indices is None else np.asarray(indices, dtype=np.intp)
+    if indices.ndim != 1:
+        raise ValueError("indices must be a 1-D sequence of slice numbers")
+    if len(indices) and (indices.min() < -n_slices or indices.max() >= n_slices):
+        raise IndexError(f"slice index out of range for a volume of {n_slices} slices")
+    indices = indices % max(n_slices, 1)
+    size = spec.size
+    out = np.empty((len(indices), spec.channels, size, size), dtype=np.float32)
+    if len(indices) == 0:
+        return out
+    sx, sy = _in_plane_spacing(volume)
+    rows, cols = volume.voxels.shape[1:]
+    centroids = body_centroids(volume, indices)
+
+    # Pre-shrink by an integer-free area factor so the final affine only
+    # resamples by about 1x (bilinear sampling alone would alias sub-mm pixels).
+    fx = min(1.0, sx / spec.pixel_mm)
+    fy = min(1.0, sy / spec.pixel_mm)
+    small_w = max(1, round(cols * fx))
+    small_h = max(1, round(rows * fy))
+    shrink = small_w != cols or small_h != rows
+    # Effective pixel size of the shrunk image (rounding makes it differ slightly).
+    psx = sx * cols / small_w
+    psy = sy * rows / small_h
+
+    lowers = np.array([w.lower for w in spec.windows], dtype=np.float32)
+    widths = np.array([w.width for w in spec.windows], dtype=np.float32)
+    half = (size - 1) / 2.0
+    hu = np.empty((size, size), dtype=np.float32)
+    for i, k in enumerate(indices):
+        img = volume.voxels[k].astype(np.float32)
+        if shrink:
+            img = cv2.resize(img, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        # Centroid in the shrunk image's pixel-centre coordinates.
+        ccol = (centroids[i, 0] + 0.5) * small_w / cols - 0.5
+        crow = (centroids[i, 1] + 0.5) * small_h / rows - 0.5
+        ax = spec.pixel_mm / psx
+        ay = spec.pixel_mm / psy
+        # Output pixel (u, v) samples source (ccol + (u - half) * ax, crow + (v - half) * ay).
+        matrix = np.array([[ax, 0.0, ccol - half * ax], [0.0, ay, crow - half * ay]])
+        cv2.warpAffine(
+            img,
+            matrix,
+            (size, size),
+            dst=hu,
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=float(AIR_HU),
+        )
+        chans = (hu[np.newaxis] - lowers[:, None, None]) / widths[:, None, None]
+        np.clip(chans, 0.0, 1.0, out=out[i])
+    return out

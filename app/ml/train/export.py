@@ -1,0 +1,203 @@
+"""ONNX export of the embedding network, and loading its weights back.
+
+The exported graph has batch-norm folded into the convolutions (fewer ops at
+run time, identical maths), a dynamic batch axis, the two outputs
+``embedding`` and ``features``, and ``priorsync.*`` metadata describing the
+input so the app preprocesses exactly as in training.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from app.ml.preprocess import InputSpec
+from app.ml.train.model import EmbeddingNet, NetConfig
+
+__all__ = [
+    "INPUT_NAME",
+    "OPSET",
+    "OUTPUT_NAMES",
+    "export_onnx",
+    "fold_batchnorm",
+    "load_onnx_metadata",
+    "load_onnx_weights",
+]
+
+INPUT_NAME = "slices"
+OUTPUT_NAMES = ("embedding", "features")
+OPSET = 17
+
+
+def fold_batchnorm(model: EmbeddingNet) -> EmbeddingNet:
+    """An eval-mode copy of ``model`` with every BatchNorm merged into its conv.
+
+    Each ``conv-BN-ReLU`` block becomes ``conv(with bias)-Identity-ReLU``, the
+    layout :func:`load_onnx_weights` rebuilds from an exported file.
+    """
+    folded = copy.deepcopy(model).eval()
+    for block in folded.backbone:
+        conv, bn = block[0], block[1]
+        if isinstance(bn, nn.BatchNorm2d):
+            block[0] = fuse_conv_bn_eval(conv, bn)
+            block[1] = nn.Identity()
+    return folded
+
+
+def _folded_skeleton(config: NetConfig) -> EmbeddingNet:
+    """An untrained network with the folded layout (conv biases, no BN)."""
+    net = EmbeddingNet(config)
+    for block in net.backbone:
+        conv = block[0]
+        block[0] = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            bias=True,
+        )
+        block[1] = nn.Identity()
+    return net.eval()
+
+
+def export_onnx(
+    model: EmbeddingNet,
+    spec: InputSpec,
+    path: Path | str,
+    *,
+    name: str,
+    version: str,
+    training_data: str,
+    extra_metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``model`` as an ONNX file, atomically, and check it.
+
+    Parameters
+    ----------
+    model
+        Trained network (any mode; it is copied and folded, not modified).
+    spec
+        Input the model was trained on; stored as metadata.
+    path
+        Destination ``.onnx`` file. Written to a temporary file in the same
+        directory first, then renamed, so readers never see half a model.
+    name, version, training_data
+        Stored as ``priorsync.name``, ``priorsync.version`` and
+        ``priorsync.training_data``.
+    extra_metadata
+        More ``priorsync.*`` entries (e.g. the training settings).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folded = fold_batchnorm(model).to("cpu")
+    dummy = torch.zeros(2, spec.channels, spec.size, spec.size)
+    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript-based exporter is the one that needs no extra
+            # package (onnxscript); torch announces its future removal.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(
+                folded,
+                (dummy,),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes={
+                    INPUT_NAME: {0: "batch"},
+                    "embedding": {0: "batch"},
+                    "features": {0: "batch"},
+                },
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        metadata = {
+            **spec.to_metadata(),
+            "priorsync.embedding_dim": str(model.config.embedding_dim),
+            "priorsync.version": version,
+            "priorsync.training_data": training_data,
+            "priorsync.name": name,
+            "priorsync.architecture": json.dumps(model.config.to_dict()),
+            **(extra_metadata or {}),
+        }
+        del proto.metadata_props[:]
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        proto.producer_name = "priorsync"
+        proto.doc_string = f"{name} {version}: CT slice embedding for anatomical slice matching"
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+        # mkstemp makes the file private (0600); a model is an ordinary file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_onnx_metadata(path: Path | str) -> dict[str, str]:
+    """The custom metadata props of an ONNX file."""
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def load_onnx_weights(path: Path | str) -> EmbeddingNet:
+    """Rebuild the (batch-norm folded) PyTorch network from an exported file.
+
+    The architecture comes from the ``priorsync.architecture`` metadata and the
+    weights from the graph's initialisers, so a shipped model can be inspected
+    or fine-tuned without its training checkpoint.
+
+    Raises
+    ------
+    ValueError
+        When the file lacks the architecture entry or a weight is missing or
+        has the wrong shape.
+    """
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "priorsync.architecture" not in meta:
+        raise ValueError(f"{Path(path).name} has no 'priorsync.architecture' metadata")
+    arch = json.loads(meta["priorsync.architecture"])
+    arch["widths"] = tuple(arch["widths"])
+    net = _folded_skeleton(NetConfig(**arch))
+    weights = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    state = net.state_dict()
+    loaded = {}
+    for key, tensor in state.items():
+        if key not in weights:
+            raise ValueError(f"{Path(path).name} lacks the weight {key!r}")
+        value = np.asarray(weights[key])
+        if tuple(value.shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"weight {key!r} has shape {value.shape}, expected {tuple(tensor.shape)}"
+            )
+        loaded[key] = torch.from_numpy(value.copy())
+    net.load_state_dict(loaded)
+    return net

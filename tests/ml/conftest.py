@@ -1,0 +1,28 @@
+"""Fixtures for the matching-engine tests (helpers live in ``engine_helpers``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from engine_helpers import phantom_volume, write_toy_model
+
+
+@pytest.fixture(scope="session")
+def toy_model_path(tmp_path_factory) -> Path:
+    """A tiny contract-conforming ONNX model (see ``engine_helpers``)."""
+    return write_toy_model(tmp_path_factory.mktemp("model") / "toy.onnx")
+
+
+@pytest.fixture(scope="session")
+def toy_model(toy_model_path):
+    """The toy model, loaded on the CPU."""
+    from app.ml.runtime import EmbeddingModel
+
+    return EmbeddingModel.load(toy_model_path, device="cpu")
+
+
+@pytest.fixture
+def ct_phantom():
+    """The :func:`engine_helpers.phantom_volume` factory."""
+    return phantom_volume
