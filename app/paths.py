@@ -21,18 +21,23 @@ def cache_dir() -> Path:
 def models_dir() -> Path:
     """Directory holding the shipped ONNX models.
 
-    ``PRIORSYNC_MODELS_DIR`` overrides; otherwise the installed data package
-    ``app.models``, which is the checkout's top-level ``models/`` folder.
+    ``PRIORSYNC_MODELS_DIR`` overrides. Otherwise the data package ``app.models``,
+    which setuptools builds from the checkout's top-level ``models/`` folder (so
+    an installed wheel and an editable install both carry it), and last the
+    checkout's ``models/`` itself (source tree on ``sys.path``, or a frozen app).
     """
     env = os.environ.get("PRIORSYNC_MODELS_DIR")
     if env:
         return Path(env)
-    checkout = Path(__file__).resolve().parent.parent / "models"
-    if checkout.is_dir():
-        return checkout
-    import app.models  # installed wheel: models/ was packaged as app.models
+    try:
+        import app.models
 
-    return Path(next(iter(app.models.__path__)))
+        for entry in app.models.__path__:
+            if Path(entry).is_dir():
+                return Path(entry)
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parent.parent / "models"
 
 
 def shared_data_dir() -> Path | None:
