@@ -8,6 +8,8 @@ viewports on the channels that are switched on, as OHIF's SyncGroupService does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -288,6 +290,20 @@ class SyncGroup:
         if self.enabled[channel] != on:
             self.enabled[channel] = on
             self.toggled.emit(channel, on)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Changes made inside the block stay in their viewport (nothing propagates).
+
+        For adjustments of one synced viewport that must not move the driver,
+        e.g. stepping through a target's next-best match candidates.
+        """
+        was = self._propagating
+        self._propagating = True
+        try:
+            yield
+        finally:
+            self._propagating = was
 
     def sync_from(self, source: ViewportState, channel: Channel) -> None:
         """Push ``source``'s value on ``channel`` to every other member now."""

@@ -59,8 +59,19 @@ class AutoShot(QtCore.QObject):
         self._shot_timer.timeout.connect(self._shoot_if_settled)
         if screenshot is not None:
             window.settled.connect(self._on_settled)
+        # A timer owned by this object, not QTimer.singleShot(ms, callable): it must
+        # die with the window, or it would quit whatever event loop runs when it
+        # fires (a later window in the same process, e.g. the next test's).
+        self._deadline_timer = QtCore.QTimer(self)
+        self._deadline_timer.setSingleShot(True)
+        self._deadline_timer.timeout.connect(self._deadline)
         if quit_after_s is not None:
-            QtCore.QTimer.singleShot(int(quit_after_s * 1000), self._deadline)
+            self._deadline_timer.start(int(quit_after_s * 1000))
+
+    def stop(self) -> None:
+        """Cancel the pending screenshot and deadline (the event loop has ended)."""
+        self._shot_timer.stop()
+        self._deadline_timer.stop()
 
     def _on_settled(self) -> None:
         self._shot_timer.start(self.settle_delay_ms)
@@ -165,6 +176,8 @@ def run_viewer(
         elif paths:
             window.open_paths(paths)
         code = app.exec()
+        if auto is not None:
+            auto.stop()
         if auto is not None and screenshot is not None and not auto.saved:
             code = code or 1
     finally:

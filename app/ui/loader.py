@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +21,11 @@ from typing import Any
 
 from PySide6 import QtCore
 
+from app.ui.jobs import Cancelled, Job
+
 __all__ = ["Backend", "Cancelled", "Loader", "ScanOutcome", "default_backend"]
 
 log = logging.getLogger(__name__)
-
-# Progress signals are throttled: a scan of 5000 files must not queue 5000 events.
-_PROGRESS_INTERVAL_S = 0.05
-
-
-class Cancelled(Exception):
-    """Raised inside a job when the user cancelled it."""
 
 
 @dataclass
@@ -78,67 +72,6 @@ class ScanOutcome:
     paths: list[Path] = field(default_factory=list)
 
 
-class _JobSignals(QtCore.QObject):
-    progress = QtCore.Signal(int, int)
-    succeeded = QtCore.Signal(object)
-    failed = QtCore.Signal(str)
-    cancelled = QtCore.Signal()
-
-
-class _Job:
-    """Runs ``fn(progress, cancel)`` in a pool thread and reports through ``signals``.
-
-    A plain Python callable handed to ``QThreadPool.start`` rather than a
-    ``QRunnable`` subclass: the pool then never owns (or deletes) a Python
-    wrapper, so the job's lifetime is simply that of the loader's reference.
-    ``signals`` is created in the GUI thread, which makes every emission from
-    the worker a queued call into the GUI thread.
-    """
-
-    def __init__(self, name: str, fn: Callable[..., Any], cancel: threading.Event) -> None:
-        self.name = name
-        self.fn = fn
-        self.cancel = cancel
-        self.signals = _JobSignals()
-        self.started = False
-        self._last_progress = 0.0
-
-    def _progress(self, done: int, total: int) -> None:
-        if self.cancel.is_set():
-            raise Cancelled
-        now = time.monotonic()
-        if done >= total or now - self._last_progress >= _PROGRESS_INTERVAL_S:
-            self._last_progress = now
-            self.signals.progress.emit(int(done), int(total))
-
-    def run(self) -> None:
-        self.started = True
-        try:
-            result = self.fn(self._progress, self.cancel)
-        except Cancelled:
-            self.signals.cancelled.emit()
-            return
-        except Exception as exc:  # noqa: BLE001 - reported to the user, never raised in a pool thread
-            if self.cancel.is_set():
-                self.signals.cancelled.emit()
-                return
-            # The type only: messages and tracebacks may quote paths, and folder
-            # names can hold a patient's name. Details at debug level (-v).
-            log.warning("%s failed: %s", self.name, type(exc).__name__)
-            log.debug("%s failed", self.name, exc_info=True)
-            self.signals.failed.emit(_short_message(exc))
-            return
-        if self.cancel.is_set():
-            self.signals.cancelled.emit()
-        else:
-            self.signals.succeeded.emit(result)
-
-
-def _short_message(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 class Loader(QtCore.QObject):
     """Runs scans, series loads and the demo build in worker threads.
 
@@ -180,7 +113,7 @@ class Loader(QtCore.QObject):
         # only fight over the disk and the GIL.
         self._pool.setMaxThreadCount(2)
         self._cancel = threading.Event()
-        self._jobs: set[_Job] = set()
+        self._jobs: set[Job] = set()
 
     @property
     def backend(self) -> Backend:
@@ -311,7 +244,7 @@ class Loader(QtCore.QObject):
         quiet: bool = False,
         priority: int = 0,
     ) -> None:
-        job = _Job(label, fn, self._cancel)
+        job = Job(label, fn, self._cancel)
         if not quiet:
             job.signals.progress.connect(lambda d, t: self.progress.emit(label, d, t))
         job.signals.succeeded.connect(on_success)
@@ -327,7 +260,7 @@ class Loader(QtCore.QObject):
             self.busy.emit(True)
         self._pool.start(job.run, priority)
 
-    def _finished(self, job: _Job) -> None:
+    def _finished(self, job: Job) -> None:
         self._jobs.discard(job)
         if not self._jobs:
             self.busy.emit(False)

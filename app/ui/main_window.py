@@ -10,6 +10,7 @@ read there), the catalogue of scanned series, the hanging (one
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +21,17 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.core.imaging import PRESETS
 from app.core.state import Channel, SyncGroup, ViewportState
 from app.core.volume import Volume
+from app.ml.saliency import COLORMAPS
+from app.ml.sync_service import AnatomicalSliceMapper, SyncEngine
+from app.ui.anatomical_sync import AnatomicalSync, ModelInfo
+from app.ui.export_actions import ExportActions
 from app.ui.hanging import StudySlot, plan_hanging, study_title
+from app.ui.jobs import Job
 from app.ui.loader import Loader, ScanOutcome
+from app.ui.reformat import Reformat, sagittal_reformat
 from app.ui.resources import icon
+from app.ui.saliency_overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
+from app.ui.scout_view import shows_outside_level
 from app.ui.skipped_files import SkippedFilesDock
 from app.ui.study_browser import StudyBrowser
 from app.ui.viewport import ViewportView
@@ -41,6 +50,10 @@ CONTROLS_HELP = (
     "Keys 1-5: lung, mediastinum, abdomen, bone, brain window\n"
     "Left or middle drag: pan · Ctrl+wheel or +/-: zoom\n"
     "Double click or R: reset zoom and pan\n"
+    "Click a slice: every other date jumps to the same anatomical level (Sync slices)\n"
+    "N / Shift+N in a synced viewport: next / previous match candidate\n"
+    "S: saliency overlay (where the model sees the match) on synced slices\n"
+    "Ctrl+E: export the synced slices as one image · Ctrl+Shift+E: a slice range\n"
     "Click a viewport to direct keys to it; the toolbar links window, zoom/pan and slices."
 )
 # Volumes kept in memory besides the ones on screen, so flipping back to a
@@ -93,12 +106,15 @@ class MainWindow(QtWidgets.QMainWindow):
     ----------
     loader
         The background loader; a default one over :mod:`app.io` when omitted.
+    sync_engine
+        The anatomical matching engine; one over the shipped model and the
+        user's index cache when omitted.
     """
 
     settled = QtCore.Signal()  # nothing loading and every slot shown (or failed)
     error_shown = QtCore.Signal(str)
 
-    def __init__(self, loader: Loader | None = None) -> None:
+    def __init__(self, loader: Loader | None = None, sync_engine: SyncEngine | None = None) -> None:
         super().__init__()
         self.setWindowTitle("PriorSync")
         self.setWindowIcon(icon("priorsync"))
@@ -110,6 +126,25 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sync = SyncGroup()
         self.sync.set_enabled(Channel.VOI, True)
         self.sync.set_enabled(Channel.CAMERA, True)
+        # Anatomical sync: series are indexed in the background; slice sync
+        # switches itself on once they are, unless the user chose otherwise.
+        self.anatomy = AnatomicalSync(sync_engine, self)
+        self.slice_mapper = AnatomicalSliceMapper(self.anatomy.engine)
+        self.sync.slice_mapper = self.slice_mapper
+        self._sync_choice_made = False
+        self.saliency = SaliencyOverlay(self.anatomy.engine, self)
+        self._wanted_overlays: dict[OverlayKey, ViewportView] = {}
+        # Overlay requests are coalesced: one per event-loop turn, after the sync settled.
+        self._saliency_timer = QtCore.QTimer(self)
+        self._saliency_timer.setSingleShot(True)
+        self._saliency_timer.setInterval(0)
+        self._saliency_timer.timeout.connect(self._update_saliency)
+        self.exports = ExportActions(self)
+        # Side-view reformats, computed off the GUI thread and kept per series.
+        self._side_pool = QtCore.QThreadPool(self)
+        self._side_pool.setMaxThreadCount(1)
+        self._side_jobs: dict[int, Job] = {}
+        self._reformats: dict[int, tuple[Volume, Reformat]] = {}
 
         self.patients: list[Any] = []
         self.series: list[Any] = []
@@ -143,6 +178,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loader.failed.connect(self._on_failed)
         self.loader.cancelled.connect(self._on_cancelled)
         self.sync.toggled.connect(self._on_sync_toggled)
+        self.anatomy.index_progress.connect(self._on_index_progress)
+        self.anatomy.index_changed.connect(self._on_index_changed)
+        self.anatomy.ready_changed.connect(self._on_sync_ready)
+        self.anatomy.alignment_ready.connect(self._on_alignment_ready)
+        self.anatomy.idle_changed.connect(self._on_anatomy_idle)
+        self.anatomy.model_loaded.connect(self._on_model_loaded)
+        self.anatomy.unavailable.connect(self._on_sync_unavailable)
+        self.saliency.ready.connect(self._on_saliency_ready)
+        self.saliency.unavailable.connect(self._on_saliency_unavailable)
 
     # -- construction --------------------------------------------------------------------
     def _build_viewport_area(self) -> None:
@@ -182,6 +226,21 @@ class MainWindow(QtWidgets.QMainWindow):
             "Open f&iles…", self.open_files_dialog, icon_name="open-files", shortcut="Ctrl+Shift+O"
         )
         quit_action = self._action("&Quit", self.close, shortcut=keys.Quit)
+        self.export_action = self._action(
+            "&Export matched slices…",
+            self.exports.export_pair_dialog,
+            icon_name="export",
+            shortcut="Ctrl+E",
+        )
+        self.export_action.setIconText("Export")  # the toolbar's short label
+        self.export_action.setToolTip(
+            "Save the synced slices side by side as one image, captioned (Ctrl+E)"
+        )
+        self.batch_export_action = self._action(
+            "Export a slice &range…",
+            self.exports.export_batch_dialog,
+            shortcut="Ctrl+Shift+E",
+        )
         self.reset_action = self._action(
             "&Reset view", self.reset_view, icon_name="reset-view", shortcut="R"
         )
@@ -205,11 +264,24 @@ class MainWindow(QtWidgets.QMainWindow):
             icon_name="sync-slices",
             checkable=True,
         )
+        self.saliency_action = self._action(
+            "Saliency overlay",
+            lambda _on: self._update_saliency(),
+            icon_name="saliency",
+            shortcut="S",
+            checkable=True,
+        )
+        self.saliency_action.setIconText("Saliency")
+        self.saliency_action.setToolTip(
+            "Colour where the model sees the match, on the driving slice and its matches (S)"
+        )
         self.link_window_action.setToolTip("Window/level changes apply to every viewport")
         self.link_camera_action.setToolTip("Zoom and pan apply to every viewport")
         self.sync_slices_action.setToolTip(
-            "Scrolling one viewport moves the others to the same level"
+            "Clicking or scrolling one viewport moves the others to the same anatomical level"
         )
+        # A user's own choice wins over the automatic switch-on when indexes are ready.
+        self.sync_slices_action.triggered.connect(self._on_sync_chosen)
         for action, channel in self._link_actions():
             action.setChecked(self.sync.enabled[channel])
 
@@ -227,6 +299,9 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu.addAction(self.open_folder_action)
         file_menu.addAction(self.open_files_action)
         file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        file_menu.addAction(self.batch_export_action)
+        file_menu.addSeparator()
         file_menu.addAction(quit_action)
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addAction(self.reset_action)
@@ -236,6 +311,7 @@ class MainWindow(QtWidgets.QMainWindow):
         view_menu.addSeparator()
         for action, _ in self._link_actions():
             view_menu.addAction(action)
+        view_menu.addAction(self.saliency_action)
         view_menu.addSeparator()
         view_menu.addAction(self.browser.toggleViewAction())
         view_menu.addAction(self.skipped_dock.toggleViewAction())
@@ -243,6 +319,8 @@ class MainWindow(QtWidgets.QMainWindow):
         help_menu.addAction(
             self._action("&Mouse and keys…", self.show_controls, shortcut=keys.HelpContents)
         )
+        self.about_action = self._action("&About PriorSync…", self.show_about)
+        help_menu.addAction(self.about_action)
 
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("mainToolbar")
@@ -250,6 +328,7 @@ class MainWindow(QtWidgets.QMainWindow):
         toolbar.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         toolbar.addAction(self.open_folder_action)
         toolbar.addAction(self.open_files_action)
+        toolbar.addAction(self.export_action)
         toolbar.addSeparator()
         self.preset_combo = QtWidgets.QComboBox()
         self.preset_combo.setToolTip("Window preset (keys 1-5)")
@@ -265,6 +344,24 @@ class MainWindow(QtWidgets.QMainWindow):
         toolbar.addSeparator()
         for action, _ in self._link_actions():
             toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.saliency_action)
+        self.opacity_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(50)
+        self.opacity_slider.setFixedWidth(90)
+        self.opacity_slider.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.opacity_slider.setToolTip("Saliency overlay opacity")
+        self.opacity_slider.valueChanged.connect(lambda _v: self._schedule_saliency())
+        toolbar.addWidget(self.opacity_slider)
+        self.colormap_combo = QtWidgets.QComboBox()
+        self.colormap_combo.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.colormap_combo.setToolTip("Saliency overlay colour map")
+        for name in COLORMAPS:
+            self.colormap_combo.addItem(name, name)
+        self.colormap_combo.setCurrentIndex(self.colormap_combo.findData(DEFAULT_COLORMAP))
+        self.colormap_combo.currentIndexChanged.connect(lambda _i: self._schedule_saliency())
+        toolbar.addWidget(self.colormap_combo)
         toolbar.addSeparator()
         toolbar.addAction(self.cancel_action)
         self.toolbar = toolbar
@@ -291,6 +388,13 @@ class MainWindow(QtWidgets.QMainWindow):
         cancel_button.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonIconOnly)
         self.cancel_button = cancel_button
         cancel_button.hide()
+        self.sync_status_label = QtWidgets.QLabel()
+        self.sync_status_label.setObjectName("statusSync")
+        self.device_label = QtWidgets.QLabel("model …")
+        self.device_label.setObjectName("statusDevice")
+        self.device_label.setToolTip("Where the matching model runs (loading)")
+        bar.addPermanentWidget(self.sync_status_label)
+        bar.addPermanentWidget(self.device_label)
         bar.addPermanentWidget(self.skipped_label)
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(cancel_button)
@@ -416,12 +520,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setFormat(f"{label} %p%")
 
     def _check_settled(self) -> None:
-        if not self.loader.is_busy and not self._pending:
+        if self.is_settled():
             self.settled.emit()
 
     def is_settled(self) -> bool:
-        """True when nothing is loading (used by ``--screenshot`` and tests)."""
-        return not self.loader.is_busy and not self._pending
+        """True when nothing is loading, indexing or aligning (used by ``--screenshot`` and tests)."""
+        return (
+            not self.loader.is_busy
+            and not self._pending
+            and self.anatomy.is_idle()
+            and not self._side_jobs
+        )
 
     # -- hanging ----------------------------------------------------------------------------
     def hang_patient(self, index: int) -> None:
@@ -478,10 +587,17 @@ class MainWindow(QtWidgets.QMainWindow):
                 state.set_window(reference.window)
             if self.sync.enabled[Channel.CAMERA]:
                 state.set_camera(reference.camera)
-        view = ViewportView(state, study_title(volume.info))
+        view = ViewportView(state, study_title(volume.info), side_view_later=True)
+        self._show_side_view(view)
         view.activated.connect(self._on_user_activated)
+        view.clicked.connect(self._on_view_clicked)
+        view.hold_sync = self.sync.held
+        state.changed.connect(self._on_viewport_changed)
         self._set_slot_widget(i, view)
         self.sync.add(state)
+        view.set_sync_status("indexing…")
+        self.anatomy.add(state)
+        self._show_sync_progress()
         if reference is not None and self.sync.enabled[Channel.SLICE]:
             k, info = self.sync.slice_mapper.map(reference, state)
             state.set_slice(k, match=info)
@@ -493,6 +609,36 @@ class MainWindow(QtWidgets.QMainWindow):
                 view.setFocus()
             finally:
                 self._focusing = False
+
+    def _show_side_view(self, view: ViewportView) -> None:
+        """Give the viewport its side-view reformat: cached, or computed in a worker."""
+        volume = view.state.volume
+        cached = self._reformats.get(id(volume))
+        if cached is not None and cached[0] is volume:
+            view.scout.set_reformat(cached[1])
+            return
+        if id(volume) in self._side_jobs:
+            return  # already being computed; it goes to every view of this series
+
+        def done(reformat: Reformat) -> None:
+            self._side_jobs.pop(id(volume), None)
+            self._reformats[id(volume)] = (volume, reformat)
+            for v in self.views.values():
+                if v.state.volume is volume:
+                    v.scout.set_reformat(reformat)
+            self._check_settled()
+
+        def failed(message: str) -> None:
+            self._side_jobs.pop(id(volume), None)
+            log.warning("side view failed: %s", message)
+            self._check_settled()
+
+        job = Job("side view", lambda _p, _c: sagittal_reformat(volume), threading.Event())
+        job.signals.succeeded.connect(done)
+        job.signals.failed.connect(failed)
+        job.signals.cancelled.connect(lambda: self._side_jobs.pop(id(volume), None))
+        self._side_jobs[id(volume)] = job
+        self._side_pool.start(job.run)
 
     def _set_slot_widget(self, i: int, widget: QtWidgets.QWidget, create: bool = False) -> None:
         if create:
@@ -518,6 +664,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         if isinstance(widget, ViewportView):
             self.sync.remove(widget.state)
+            self.anatomy.remove(widget.state)
+            widget.state.changed.disconnect(self._on_viewport_changed)
+            self.saliency.forget(widget.state.volume)
             widget.state.changed.disconnect(self._on_active_changed)
             widget.detach()
             for i, v in list(self.views.items()):
@@ -543,7 +692,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._pending.clear()
 
     def _on_user_activated(self, view: ViewportView) -> None:
-        if not self._focusing:
+        if not self._focusing and view.user_activation:
             self._user_picked_view = True
         self._set_active(view)
 
@@ -590,6 +739,9 @@ class MainWindow(QtWidgets.QMainWindow):
         extra = [k for k in self._volumes if k not in shown]
         for key in extra[: max(0, len(extra) - _EXTRA_CACHED_VOLUMES)]:
             del self._volumes[key]
+        # Side views only for volumes still held (keyed by id: drop the others).
+        held = {id(v) for v in self._volumes.values()}
+        self._reformats = {k: r for k, r in self._reformats.items() if k in held}
 
     def _queue_thumbnails(self) -> None:
         shown = {s.key for s in self.slots}
@@ -631,6 +783,206 @@ class MainWindow(QtWidgets.QMainWindow):
                 action.setChecked(on)
         if on and self.active_view is not None:
             self.sync.sync_from(self.active_view.state, channel)
+        if channel is Channel.SLICE and (self.saliency_action.isChecked() or self._wanted_overlays):
+            self._update_saliency()  # at once: unsynced slices are no pair any more
+
+    # -- anatomical sync ----------------------------------------------------------------
+    def _view_of(self, state: ViewportState) -> ViewportView | None:
+        return next((v for v in self.views.values() if v.state is state), None)
+
+    def _on_view_clicked(self, view: ViewportView) -> None:
+        # A click drives even when the slice did not change (scrolling drives
+        # through the sync group's own slice channel).
+        if self.sync.enabled[Channel.SLICE]:
+            # The clicked viewport drives now: it no longer shows a match of its own.
+            view.state.set_slice(view.state.slice_index, match=None)
+            self.sync.sync_from(view.state, Channel.SLICE)
+            self._schedule_saliency()
+
+    def _on_sync_chosen(self, _checked: bool) -> None:
+        self._sync_choice_made = True
+
+    def _on_index_progress(self, state: ViewportState, done: int, total: int) -> None:
+        view = self._view_of(state)
+        if view is not None and total > 0:
+            view.set_sync_status(f"indexing {100 * done // total}%")
+
+    def _on_index_changed(self, state: ViewportState) -> None:
+        view = self._view_of(state)
+        info = self.anatomy.index_state(state)
+        if view is not None and info is not None:
+            if info.status == "ready":
+                view.set_sync_status("")
+            elif info.status == "failed":
+                view.set_sync_status("no anatomical sync")
+                view.sync_label.setToolTip(info.message)
+        self._show_sync_progress()
+
+    def _show_sync_progress(self) -> None:
+        states = [self.anatomy.index_state(v.state) for v in self.views.values()]
+        states = [s for s in states if s is not None]
+        if self.anatomy.unavailable_reason is not None:
+            text = "Sync: unavailable"
+        elif not states:
+            text = ""
+        else:
+            ready = sum(s.status == "ready" for s in states)
+            pending = sum(s.status in ("queued", "indexing") for s in states)
+            text = f"Sync: indexing {ready}/{len(states)}…" if pending else "Sync: ready"
+        self.sync_status_label.setText(text)
+        if text.startswith("Sync: indexing"):
+            self.sync_slices_action.setText("Sync slices (indexing…)")
+        else:
+            self.sync_slices_action.setText("Sync slices")
+
+    def _on_sync_ready(self, ready: bool) -> None:
+        self._show_sync_progress()
+        if ready and not self._sync_choice_made:
+            self.sync.set_enabled(Channel.SLICE, True)
+
+    def _on_alignment_ready(self, source: ViewportState, target: ViewportState) -> None:
+        # The alignment refines where the last driver's level lies in the target.
+        driver = self.slice_mapper.last_source
+        if driver is None and self.active_view is not None:
+            driver = self.active_view.state
+        if source is not driver or not self.sync.enabled[Channel.SLICE]:
+            return
+        if target not in self.sync.viewports:
+            return
+        k, info = self.slice_mapper.map(source, target)
+        with self.sync.held():
+            target.set_slice(k, match=info)
+
+    def _on_anatomy_idle(self, idle: bool) -> None:
+        if idle:
+            self._check_settled()
+
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self.device_label.setText(info.device)
+        self.device_label.setToolTip(
+            f"Matching model {info.name} runs on {info.provider} (Help ▸ About for details)"
+        )
+
+    def _on_sync_unavailable(self, message: str) -> None:
+        self.device_label.setText("no model")
+        self.device_label.setToolTip(message)
+        self.sync_slices_action.setToolTip(f"Anatomical sync is unavailable: {message}")
+        self._show_sync_progress()
+        self.statusBar().showMessage(f"Anatomical sync is unavailable: {message}", 10000)
+
+    def about_text(self) -> str:
+        """The About box's text: version, model name and hash, execution provider."""
+        import app
+
+        lines = [f"<b>PriorSync {app.__version__}</b>", "CT priors synced by anatomy.", ""]
+        info = self.anatomy.model_info
+        if info is not None:
+            lines += [
+                f"Model: {info.name}",
+                f"Model sha256: <tt>{info.sha256}</tt>",
+                f"Execution provider: {info.provider} ({info.device})",
+            ]
+        elif self.anatomy.unavailable_reason is not None:
+            lines.append(f"Model: unavailable ({self.anatomy.unavailable_reason})")
+        else:
+            lines.append("Model: not loaded yet (it loads when a study is opened)")
+        return "<br>".join(lines)
+
+    def show_about(self) -> None:
+        """Help ▸ About: a non-modal box with the version, model and execution provider."""
+        box = QtWidgets.QMessageBox(self)
+        box.setObjectName("aboutBox")
+        box.setWindowTitle("About PriorSync")
+        box.setIcon(QtWidgets.QMessageBox.Icon.Information)
+        box.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        box.setText(self.about_text())
+        box.setModal(False)
+        box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.show()
+
+    # -- saliency overlay ---------------------------------------------------------------
+    def _on_viewport_changed(self, what: str) -> None:
+        if what in ("slice", "match", "window"):
+            self._schedule_saliency()
+
+    def _schedule_saliency(self) -> None:
+        if self.saliency_action.isChecked() or self._wanted_overlays:
+            self._saliency_timer.start()
+
+    def saliency_request(self) -> tuple[OverlayRequest, list[ViewportView]] | None:
+        """What the overlay should show now: the driver and its synced, covered targets.
+
+        ``None`` when the overlay is off, slices are not synced, or no target
+        shows a match.
+        """
+        if not self.saliency_action.isChecked() or not self.sync.enabled[Channel.SLICE]:
+            return None
+        views = [self.views[i] for i in sorted(self.views)]
+        driver = self.slice_mapper.last_source
+        driver_view = next((v for v in views if v.state is driver), None)
+        if driver_view is None:
+            return None
+        targets = [
+            v
+            for v in views
+            if v is not driver_view
+            and v.state.match is not None
+            and not shows_outside_level(v.state)
+        ]
+        if not targets:
+            return None
+        request = OverlayRequest.make(
+            (driver.volume, driver.slice_index, driver.window),
+            [(v.state.volume, v.state.slice_index, v.state.window) for v in targets],
+            self.colormap_combo.currentData(),
+            self.opacity_slider.value() / 100.0,
+        )
+        return request, [driver_view, *targets]
+
+    def _update_saliency(self) -> None:
+        wanted = self.saliency_request()
+        self._wanted_overlays = {}
+        if wanted is not None:
+            request, views = wanted
+            self._wanted_overlays = dict(zip(request.keys(), views, strict=True))
+        # Drop overlays that no longer describe their viewport's slice pair now,
+        # before the new ones arrive; a new colour map or opacity may wait.
+        keep = {id(v): k for k, v in self._wanted_overlays.items()}
+        for view in self.views.values():
+            key = keep.get(id(view))
+            if view.overlay is not None and (key is None or not key.same_content(view.overlay_key)):
+                view.set_overlay(None)
+        if wanted is not None:
+            self.saliency.request(wanted[0])
+            # Feature maps of every slice on screen, in the background: later syncs are cheap.
+            self.saliency.prefetch([(v.state.volume, v.state.slice_index) for v in wanted[1]])
+        elif not self.saliency_action.isChecked():
+            self.saliency.clear_cache()
+
+    def _on_saliency_ready(self, results: list) -> None:
+        for key, rgb in results:
+            view = self._wanted_overlays.get(key)
+            if view is None or view not in self.views.values():
+                continue  # superseded while it was computed
+            state = view.state
+            if (state.slice_index, state.window) != (key.index, key.window):
+                continue
+            caption = "saliency"
+            if state is self.slice_mapper.last_source:
+                # The driver's map depends on the pair: say which date it is for.
+                partner = next(
+                    (v.state for v in self.views.values() if id(v.state.volume) == key.partner),
+                    None,
+                )
+                if partner is not None:
+                    caption = f"saliency vs {partner.volume.info.display_date()}"
+            view.set_overlay(rgb, key, caption)
+
+    def _on_saliency_unavailable(self, message: str) -> None:
+        self.saliency_action.setChecked(False)
+        self.saliency_action.setEnabled(False)
+        self.saliency_action.setToolTip(f"Saliency overlay is unavailable: {message}")
+        self.statusBar().showMessage(f"Saliency overlay is unavailable: {message}", 10000)
 
     def show_controls(self) -> None:
         """A non-modal summary of the mouse and keyboard controls."""
@@ -665,8 +1017,14 @@ class MainWindow(QtWidgets.QMainWindow):
     def shutdown(self) -> None:
         """Stop background work and release viewports (idempotent)."""
         self.loader.shutdown()
+        self.anatomy.shutdown()
+        self.saliency.shutdown()
+        self.exports.shutdown()
+        self._side_pool.clear()
+        self._side_pool.waitForDone(10000)
         self._clear_views()
         self._volumes.clear()
+        self._reformats.clear()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt override)
         self.shutdown()

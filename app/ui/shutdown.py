@@ -59,6 +59,13 @@ def teardown(
         Destroy the QApplication too (only when the caller created it: a test's
         shared QApplication must survive).
     """
+    # A quit that arrives when no event loop runs any more (Qt posts a second
+    # one while the first closes the windows; closing the last window posts
+    # another) would stay pending and end the next event loop at once: a later
+    # window's, in tests or scripts that keep the QApplication. Drop them.
+    QtCore.QCoreApplication.removePostedEvents(app, QtCore.QEvent.Type.Quit)
+    quit_on_close = app.quitOnLastWindowClosed()
+    app.setQuitOnLastWindowClosed(False)
     for window in windows:
         shutdown = getattr(window, "shutdown", None)
         if callable(shutdown):
@@ -68,6 +75,7 @@ def teardown(
     # deleteLater only posts an event; deliver it now, while the app is alive.
     QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
     app.processEvents()
+    app.setQuitOnLastWindowClosed(quit_on_close)
     clear_icon_cache()
     gc.collect()
     if delete_app:

@@ -172,6 +172,24 @@ def test_sync_uses_pluggable_slice_mapper_and_does_not_echo():
     assert Offset.calls == 1
 
 
+def test_changes_inside_held_stay_in_their_viewport():
+    a, b = ViewportState(volume(20)), ViewportState(volume(20))
+    group = SyncGroup()
+    group.add(a)
+    group.add(b)
+    group.set_enabled(Channel.SLICE, True)
+    a.set_slice(5)
+    assert b.slice_index == 5
+    with group.held():
+        b.set_slice(9)
+        with group.held():
+            b.step(1)
+        b.step(1)  # still held after the nested block
+    assert (a.slice_index, b.slice_index) == (5, 11)
+    b.set_slice(12)  # propagates again afterwards
+    assert a.slice_index == 12
+
+
 def test_sync_group_remove_and_toggle_signal():
     a, b = ViewportState(volume()), ViewportState(volume())
     group = SyncGroup()

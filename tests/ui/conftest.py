@@ -55,3 +55,30 @@ def hung(window, qtbot, backend):
         window.open_paths(list(backend.files))
     qtbot.waitUntil(lambda: len(window.views) == 3, timeout=5000)
     return window
+
+
+@pytest.fixture(scope="module")
+def patient():
+    """Three simulated dates of one patient with known correspondence (see sim_patient)."""
+    from sim_patient import simulated_patient
+
+    return simulated_patient()
+
+
+@pytest.fixture(scope="module")
+def patient_index_dir(tmp_path_factory):
+    """One index cache per test module: the first window embeds, the others reuse it."""
+    return tmp_path_factory.mktemp("index")
+
+
+@pytest.fixture
+def synced(qtbot, patient, patient_index_dir):
+    """The simulated patient hung in the real window, indexed and synced."""
+    from sync_helpers import open_patient
+
+    from app.ml.index import IndexCache
+    from app.ml.sync_service import SyncEngine
+
+    win = open_patient(qtbot, patient, SyncEngine(cache=IndexCache(patient_index_dir)))
+    yield win
+    win.shutdown()
