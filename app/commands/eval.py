@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands.options import add_model_arguments
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -45,10 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="delete the cached simulated pairs (cache_dir()/eval-pairs) before running",
     )
-    parser.add_argument("--model", type=Path, default=None, help="ONNX model file")
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default=None, help="where the model runs"
-    )
+    add_model_arguments(parser, cache=False)
 
 
 def run(args: argparse.Namespace) -> int:

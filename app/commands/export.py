@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.commands.options import add_model_arguments
+
 if TYPE_CHECKING:  # imported for real inside the functions, to keep `priorsync --help` light
     from app.core.imaging import Window
     from app.export.formats import Exporter
@@ -119,18 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show days relative to the current study instead of dates (teaching files)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
-    parser.add_argument(
-        "--model", type=Path, default=None, help="ONNX model file (default: the shipped model)"
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where the model runs (default: CUDA when available, else CPU)",
-    )
-    parser.add_argument(
-        "--no-cache", action="store_true", help="do not read or write the index cache"
-    )
+    add_model_arguments(parser)
 
 
 def _error(message: str) -> None:

@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.commands.options import add_model_arguments
+
 if TYPE_CHECKING:  # heavy modules load only when the command runs
     from app.core.volume import Volume
     from app.ml.match import MatchResult
@@ -42,18 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("current", metavar="CURRENT", type=Path, help="DICOM folder or volume file")
     parser.add_argument("prior", metavar="PRIOR", type=Path, help="DICOM folder or volume file")
     parser.add_argument("--json", action="store_true", help="print the matches as JSON")
-    parser.add_argument(
-        "--model", type=Path, default=None, help="ONNX model file (default: the shipped model)"
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where the model runs (default: CUDA when available, else CPU)",
-    )
-    parser.add_argument(
-        "--no-cache", action="store_true", help="do not read or write the index cache"
-    )
+    add_model_arguments(parser)
 
 
 def _error(message: str) -> None:
