@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,31 +20,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CRASH_MARKERS = ("Fatal Python error", "Traceback", "Segmentation fault", "core dumped", "Aborted")
-
-
-@pytest.fixture
-def x_display():
-    """A private Xvfb server; ``-displayfd`` makes it pick a free display number itself."""
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        pytest.skip("Xvfb is not installed (CI installs it: .ci/run); the real-X test needs it")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [xvfb, "-displayfd", str(write_fd), "-screen", "0", "1680x1050x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            number = pipe.readline().strip()
-        if not number:
-            pytest.fail("Xvfb did not start")
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def run_app(
