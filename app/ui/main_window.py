@@ -28,6 +28,7 @@ from app.ui.export_actions import ExportActions
 from app.ui.hanging import StudySlot, plan_hanging, study_title
 from app.ui.jobs import Job
 from app.ui.loader import Loader, ScanOutcome
+from app.ui.preferences import Preferences
 from app.ui.reformat import Reformat, sagittal_reformat
 from app.ui.resources import icon
 from app.ui.saliency_overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
@@ -36,7 +37,7 @@ from app.ui.skipped_files import SkippedFilesDock
 from app.ui.study_browser import StudyBrowser
 from app.ui.viewport import ViewportView
 
-__all__ = ["MainWindow", "PRESET_KEYS"]
+__all__ = ["LICENCES", "MainWindow", "PRESET_KEYS"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,20 @@ CONTROLS_HELP = (
     "S: saliency overlay (where the model sees the match) on synced slices\n"
     "Ctrl+E: export the synced slices as one image · Ctrl+Shift+E: a slice range\n"
     "Click a viewport to direct keys to it; the toolbar links window, zoom/pan and slices."
+)
+# Shown in Help ▸ About: (component, what it is used for, licence).
+LICENCES: tuple[tuple[str, str, str], ...] = (
+    ("totalsegmentator 2.18.0", "CT data", "Apache-2.0"),
+    ("dicom2stl 0.5.0", "CT data", "Apache-2.0"),
+    ("pyradiomics 3.1.0", "CT data", "BSD-3-Clause"),
+    ("Qt / PySide6", "user interface", "LGPLv3"),
+    ("pyqtgraph", "image display", "MIT"),
+    ("pydicom", "DICOM reading", "MIT"),
+    ("SimpleITK", "volume reading", "Apache-2.0"),
+    ("onnxruntime", "model inference", "MIT"),
+    ("hnswlib", "slice index", "Apache-2.0"),
+    ("OpenCV", "image processing", "Apache-2.0"),
+    ("numpy", "arrays", "BSD-3-Clause"),
 )
 # Volumes kept in memory besides the ones on screen, so flipping back to a
 # series just looked at does not read it again.
@@ -109,13 +124,22 @@ class MainWindow(QtWidgets.QMainWindow):
     sync_engine
         The anatomical matching engine; one over the shipped model and the
         user's index cache when omitted.
+    preferences
+        Where window layout, toggles and recent files persist; the user's
+        settings when omitted.
     """
 
     settled = QtCore.Signal()  # nothing loading and every slot shown (or failed)
     error_shown = QtCore.Signal(str)
 
-    def __init__(self, loader: Loader | None = None, sync_engine: SyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        loader: Loader | None = None,
+        sync_engine: SyncEngine | None = None,
+        preferences: Preferences | None = None,
+    ) -> None:
         super().__init__()
+        self.preferences = preferences if preferences is not None else Preferences()
         self.setWindowTitle("PriorSync")
         self.setWindowIcon(icon("priorsync"))
         self.setAcceptDrops(True)
@@ -187,6 +211,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.anatomy.unavailable.connect(self._on_sync_unavailable)
         self.saliency.ready.connect(self._on_saliency_ready)
         self.saliency.unavailable.connect(self._on_saliency_unavailable)
+        self._restore_preferences()
 
     # -- construction --------------------------------------------------------------------
     def _build_viewport_area(self) -> None:
@@ -298,6 +323,10 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_folder_action)
         file_menu.addAction(self.open_files_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        # Rebuilt each time it opens, so paths deleted meanwhile drop out.
+        self.recent_menu.aboutToShow.connect(self.rebuild_recent_menu)
+        self.rebuild_recent_menu()
         file_menu.addSeparator()
         file_menu.addAction(self.export_action)
         file_menu.addAction(self.batch_export_action)
@@ -353,6 +382,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.opacity_slider.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         self.opacity_slider.setToolTip("Saliency overlay opacity")
         self.opacity_slider.valueChanged.connect(lambda _v: self._schedule_saliency())
+        self.opacity_slider.valueChanged.connect(self.preferences.set_saliency_opacity)
         toolbar.addWidget(self.opacity_slider)
         self.colormap_combo = QtWidgets.QComboBox()
         self.colormap_combo.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
@@ -361,6 +391,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.colormap_combo.addItem(name, name)
         self.colormap_combo.setCurrentIndex(self.colormap_combo.findData(DEFAULT_COLORMAP))
         self.colormap_combo.currentIndexChanged.connect(lambda _i: self._schedule_saliency())
+        self.colormap_combo.currentIndexChanged.connect(
+            lambda _i: self.preferences.set_saliency_colormap(self.colormap_combo.currentData())
+        )
         toolbar.addWidget(self.colormap_combo)
         toolbar.addSeparator()
         toolbar.addAction(self.cancel_action)
@@ -406,6 +439,8 @@ class MainWindow(QtWidgets.QMainWindow):
         paths = [Path(p) for p in paths]
         if not paths:
             return
+        for path in reversed(paths):  # the first one named ends up first in the list
+            self.preferences.add_recent_path(path)
         self.statusBar().showMessage(f"Scanning {len(paths)} item(s)…")
         self.loader.scan(paths, known=self.series)
 
@@ -415,19 +450,44 @@ class MainWindow(QtWidgets.QMainWindow):
         self.loader.build_demo()
 
     def open_folder_dialog(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Open DICOM folder")
+        folder = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Open DICOM folder", self.preferences.last_folder()
+        )
         if folder:
+            self.preferences.set_last_folder(folder)
             self.open_paths([folder])
 
     def open_files_dialog(self) -> None:
         files, _ = QtWidgets.QFileDialog.getOpenFileNames(
             self,
             "Open files",
-            "",
+            self.preferences.last_folder(),
             "CT images (*.dcm *.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd);;All files (*)",
         )
         if files:
+            self.preferences.set_last_folder(Path(files[0]).parent)
             self.open_paths(files)
+
+    def rebuild_recent_menu(self) -> None:
+        """Fill File ▸ Open recent from the preferences, dropping paths that no longer exist."""
+        recent = self.preferences.recent_paths()
+        existing = [p for p in recent if Path(p).exists()]
+        if existing != recent:
+            self.preferences.set_recent_paths(existing)
+        menu = self.recent_menu
+        menu.clear()
+        for path in existing:
+            action = menu.addAction(path.replace("&", "&&"))  # no mnemonics in paths
+            action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
+        if existing:
+            menu.addSeparator()
+        clear = menu.addAction("Clear list", self.clear_recent)
+        clear.setEnabled(bool(existing))
+
+    def clear_recent(self) -> None:
+        """Forget the recently opened folders and files."""
+        self.preferences.set_recent_paths([])
+        self.rebuild_recent_menu()
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
         if _local_paths(event.mimeData()):
@@ -778,6 +838,11 @@ class MainWindow(QtWidgets.QMainWindow):
                 v.state.reset_camera()
 
     def _on_sync_toggled(self, channel: Channel, on: bool) -> None:
+        # Slice sync also switches itself on: only the user's choice is kept (_on_sync_chosen).
+        if channel is Channel.VOI:
+            self.preferences.set_link_window(on)
+        elif channel is Channel.CAMERA:
+            self.preferences.set_link_camera(on)
         for action, ch in self._link_actions():
             if ch is channel and action.isChecked() != on:
                 action.setChecked(on)
@@ -799,8 +864,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.sync.sync_from(view.state, Channel.SLICE)
             self._schedule_saliency()
 
-    def _on_sync_chosen(self, _checked: bool) -> None:
+    def _on_sync_chosen(self, checked: bool) -> None:
         self._sync_choice_made = True
+        self.preferences.set_sync_slices(checked)
 
     def _on_index_progress(self, state: ViewportState, done: int, total: int) -> None:
         view = self._view_of(state)
@@ -871,7 +937,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"Anatomical sync is unavailable: {message}", 10000)
 
     def about_text(self) -> str:
-        """The About box's text: version, model name and hash, execution provider."""
+        """The About box's text: version, model name and hash, execution provider, licences."""
         import app
 
         lines = [f"<b>PriorSync {app.__version__}</b>", "CT priors synced by anatomy.", ""]
@@ -886,7 +952,7 @@ class MainWindow(QtWidgets.QMainWindow):
             lines.append(f"Model: unavailable ({self.anatomy.unavailable_reason})")
         else:
             lines.append("Model: not loaded yet (it loads when a study is opened)")
-        return "<br>".join(lines)
+        return "<br>".join(lines) + _licence_table()
 
     def show_about(self) -> None:
         """Help ▸ About: a non-modal box with the version, model and execution provider."""
@@ -1013,6 +1079,38 @@ class MainWindow(QtWidgets.QMainWindow):
         box.show()
         self.error_shown.emit(message)
 
+    # -- preferences ------------------------------------------------------------------------
+    def _restore_preferences(self) -> None:
+        prefs = self.preferences
+        geometry = prefs.window_geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = prefs.window_state()
+        if state is not None:
+            self.restoreState(state)
+        for channel, on in (
+            (Channel.VOI, prefs.link_window()),
+            (Channel.CAMERA, prefs.link_camera()),
+        ):
+            if on is not None:
+                self.sync.set_enabled(channel, on)
+        if prefs.sync_slices() is False:
+            # Only "off" needs restoring: "on" is what happens once indexes are ready.
+            self._sync_choice_made = True
+            self.sync.set_enabled(Channel.SLICE, False)
+        opacity = prefs.saliency_opacity()
+        if opacity is not None:
+            self.opacity_slider.setValue(opacity)
+        index = self.colormap_combo.findData(prefs.saliency_colormap())
+        if index >= 0:
+            self.colormap_combo.setCurrentIndex(index)
+
+    def save_layout(self) -> None:
+        """Keep the window geometry and the docks' and toolbar's state for the next start."""
+        self.preferences.set_window_geometry(self.saveGeometry())
+        self.preferences.set_window_state(self.saveState())
+        self.preferences.sync()
+
     # -- shutdown ---------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Stop background work and release viewports (idempotent)."""
@@ -1027,8 +1125,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self._reformats.clear()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt override)
+        self.save_layout()
         self.shutdown()
         super().closeEvent(event)
+
+
+def _licence_table() -> str:
+    """The About box's table of bundled data and main dependencies with their licences."""
+    rows = "".join(
+        f"<tr><td>{name}</td><td>{what}</td><td>{licence}</td></tr>"
+        for name, what, licence in LICENCES
+    )
+    return (
+        "<p><b>Bundled data and main components</b></p>"
+        "<table cellspacing='0' cellpadding='2'>"
+        "<tr><th align='left'>Component</th><th align='left'>Use</th>"
+        f"<th align='left'>Licence</th></tr>{rows}</table>"
+    )
 
 
 def _local_paths(mime: QtCore.QMimeData) -> list[Path]:

@@ -28,6 +28,24 @@ def _pyqtgraph_options(qapp):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path_factory, monkeypatch):
+    """Point QSettings at a fresh temporary folder: tests never touch the user's settings.
+
+    XDG_CONFIG_HOME covers the app started in a subprocess (test_app_subprocess.py).
+    """
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("settings")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    QSettings.setPath(
+        QSettings.Format.IniFormat, QSettings.Scope.SystemScope, str(folder / "system")
+    )
+    yield folder
+
+
 @pytest.fixture
 def backend() -> FakeBackend:
     return FakeBackend(three_dates())
