@@ -18,7 +18,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.core.imaging import PRESETS
+from app.core.imaging import Window
 from app.core.state import Channel, SyncGroup, ViewportState
 from app.core.volume import Volume
 from app.ml.saliency import COLORMAPS
@@ -310,15 +310,20 @@ class MainWindow(QtWidgets.QMainWindow):
         for action, channel in self._link_actions():
             action.setChecked(self.sync.enabled[channel])
 
+        # The user's W/L presets (defaults unless customised); every preset applied reads these.
+        self.window_presets: dict[str, Window] = self.preferences.window_presets()
         self.preset_actions: dict[str, QtGui.QAction] = {}
+        self.save_preset_actions: dict[str, QtGui.QAction] = {}
         for i, name in enumerate(PRESET_KEYS, start=1):
-            w = PRESETS[name]
-            action = self._action(
-                f"{name.capitalize()} (W {w.width:.0f} L {w.center:.0f})",
-                lambda _=False, n=name: self.apply_preset(n),
-                shortcut=str(i),
+            self.preset_actions[name] = self._action(
+                name.capitalize(), lambda _=False, n=name: self.apply_preset(n), shortcut=str(i)
             )
-            self.preset_actions[name] = action
+            self.save_preset_actions[name] = self._action(
+                f"{name.capitalize()}…", lambda _=False, n=name: self.save_window_as_preset(n)
+            )
+        self.reset_presets_action = self._action(
+            "Reset presets to defaults", self.reset_window_presets
+        )
 
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_folder_action)
@@ -337,6 +342,13 @@ class MainWindow(QtWidgets.QMainWindow):
         presets_menu = view_menu.addMenu("Window &presets")
         for action in self.preset_actions.values():
             presets_menu.addAction(action)
+        presets_menu.addSeparator()
+        self.save_preset_menu = presets_menu.addMenu("&Save current window as")
+        for action in self.save_preset_actions.values():
+            self.save_preset_menu.addAction(action)
+        # Saving needs a viewport whose window to take.
+        self.save_preset_menu.aboutToShow.connect(self._enable_save_presets)
+        presets_menu.addAction(self.reset_presets_action)
         view_menu.addSeparator()
         for action, _ in self._link_actions():
             view_menu.addAction(action)
@@ -369,6 +381,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.preset_combo.setCurrentIndex(self.preset_combo.findData("mediastinum"))
         self.preset_combo.activated.connect(self._on_preset_combo)
         toolbar.addWidget(self.preset_combo)
+        self._label_presets()
         toolbar.addAction(self.reset_action)
         toolbar.addSeparator()
         for action, _ in self._link_actions():
@@ -774,7 +787,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.active_view is None:
             return
         window = self.active_view.state.window
-        name = next((n for n in PRESET_KEYS if PRESETS[n] == window), None)
+        name = next((n for n in PRESET_KEYS if self.window_presets[n] == window), None)
         index = self.preset_combo.findData(name) if name else self.preset_combo.count() - 1
         self.preset_combo.setCurrentIndex(index)
 
@@ -818,11 +831,52 @@ class MainWindow(QtWidgets.QMainWindow):
         """States of the shown viewports, left to right."""
         return [self.views[i].state for i in sorted(self.views)]
 
+    def _target_view(self) -> ViewportView | None:
+        # Commands act on the active viewport, else the leftmost one.
+        return self.active_view or (self.views[min(self.views)] if self.views else None)
+
     def apply_preset(self, name: str) -> None:
-        """Apply a window preset to the active viewport (linked ones follow)."""
-        view = self.active_view or (self.views[min(self.views)] if self.views else None)
+        """Apply the user's window preset ``name`` to the active viewport (linked ones follow)."""
+        view = self._target_view()
         if view is not None:
-            view.state.apply_preset(name)
+            view.state.set_window(self.window_presets[name])
+
+    def save_window_as_preset(self, name: str) -> None:
+        """Store the active viewport's current W/L as the preset ``name`` (kept between sessions)."""
+        view = self._target_view()
+        if view is None:
+            return
+        self.preferences.set_window_preset(name, view.state.window)
+        self._reload_presets()
+
+    def reset_window_presets(self) -> None:
+        """Put every window preset back to its default value."""
+        self.preferences.reset_window_presets()
+        self._reload_presets()
+
+    def _reload_presets(self) -> None:
+        self.window_presets = self.preferences.window_presets()
+        self._label_presets()
+        self._sync_preset_combo()
+
+    def _label_presets(self) -> None:
+        # Menu entries and combo tooltips show the values a preset applies now.
+        for i, name in enumerate(PRESET_KEYS, start=1):
+            w = self.window_presets[name]
+            values = f"W {w.width:.0f} L {w.center:.0f}"
+            self.preset_actions[name].setText(f"{name.capitalize()} ({values})")
+            self.save_preset_actions[name].setText(f"{name.capitalize()} ({values})…")
+            index = self.preset_combo.findData(name)
+            self.preset_combo.setItemData(
+                index,
+                f"{name.capitalize()}: {values} (key {i})",
+                QtCore.Qt.ItemDataRole.ToolTipRole,
+            )
+
+    def _enable_save_presets(self) -> None:
+        enabled = self._target_view() is not None
+        for action in self.save_preset_actions.values():
+            action.setEnabled(enabled)
 
     def _on_preset_combo(self, index: int) -> None:
         name = self.preset_combo.itemData(index)

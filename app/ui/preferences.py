@@ -7,9 +7,12 @@ a hand-edited or stale settings file yields the default, never a crash.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6 import QtCore
+
+from app.core.imaging import PRESETS, Window
 
 __all__ = ["APPLICATION", "MAX_RECENT", "ORGANISATION", "Preferences"]
 
@@ -27,6 +30,8 @@ _LINK_CAMERA = "sync/linkCamera"
 _SYNC_SLICES = "sync/syncSlices"
 _OPACITY = "saliency/opacity"
 _COLORMAP = "saliency/colormap"
+# One group per preset name: "presets/<name>/center" and ".../width" (HU).
+_PRESETS = "presets"
 
 
 class Preferences:
@@ -167,3 +172,47 @@ class Preferences:
     def set_saliency_colormap(self, name: str) -> None:
         """Remember the overlay colour map."""
         self._settings.setValue(_COLORMAP, name)
+
+    # -- window/level presets --------------------------------------------------------------
+    def _float(self, key: str) -> float | None:
+        # Ini files give numbers back as strings; anything unparsable or non-finite is junk.
+        value = self._settings.value(key)
+        if isinstance(value, bool):
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        return number if math.isfinite(number) else None
+
+    def window_presets(self) -> dict[str, Window]:
+        """The W/L presets, in :data:`app.core.imaging.PRESETS` order, with the user's values.
+
+        A preset never customised, or whose stored value is missing or invalid
+        (not a finite number, width below 1 HU), keeps its default.
+        """
+        presets = dict(PRESETS)
+        for name in PRESETS:
+            center = self._float(f"{_PRESETS}/{name}/center")
+            width = self._float(f"{_PRESETS}/{name}/width")
+            # Window would silently widen a width < 1; a stored one that small is corrupt.
+            if center is not None and width is not None and width >= 1:
+                presets[name] = Window(center, width)
+        return presets
+
+    def set_window_preset(self, name: str, window: Window) -> None:
+        """Store ``window`` as the preset ``name`` (one of :data:`app.core.imaging.PRESETS`).
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not a known preset (the viewer's keys 1-5 cover a fixed set).
+        """
+        if name not in PRESETS:
+            raise KeyError(f"unknown window preset {name!r}")
+        self._settings.setValue(f"{_PRESETS}/{name}/center", float(window.center))
+        self._settings.setValue(f"{_PRESETS}/{name}/width", float(window.width))
+
+    def reset_window_presets(self) -> None:
+        """Forget every customised preset: all go back to their defaults."""
+        self._settings.remove(_PRESETS)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fakes import FakeBackend, three_dates
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.core.imaging import PRESETS, Window
 from app.core.state import Channel
 from app.ui.loader import Loader
 from app.ui.main_window import LICENCES, MainWindow
@@ -170,3 +172,85 @@ def test_about_lists_the_licences(qtbot):
     for name, _use, licence in LICENCES:
         assert f"<td>{name}</td>" in text and licence in text
     assert "totalsegmentator 2.18.0" in text and "LGPLv3" in text
+
+
+def test_a_customised_preset_applies_by_its_key_and_survives_into_a_new_window(hung, qtbot):
+    state = hung.active_view.state
+    custom = Window(-500, 1200)
+    state.set_window(custom)
+    hung.save_window_as_preset("lung")
+    assert hung.preset_actions["lung"].text() == "Lung (W 1200 L -500)"
+    assert hung.preset_combo.currentData() == "lung"  # the custom window is now the preset
+
+    state.set_window(PRESETS["bone"])
+    lung_key = hung.preset_actions["lung"]
+    assert lung_key.shortcut() == QtGui.QKeySequence("1")
+    lung_key.trigger()
+    assert state.window == custom
+    state.set_window(PRESETS["bone"])
+    hung._on_preset_combo(hung.preset_combo.findData("lung"))
+    assert state.window == custom
+
+    second = _new_window(qtbot)
+    assert second.window_presets["lung"] == custom
+    assert second.window_presets["bone"] == PRESETS["bone"]  # the others keep their defaults
+    assert second.preset_actions["lung"].text() == "Lung (W 1200 L -500)"
+    tooltip = second.preset_combo.itemData(
+        second.preset_combo.findData("lung"), QtCore.Qt.ItemDataRole.ToolTipRole
+    )
+    assert "W 1200 L -500" in tooltip
+    second.close()
+
+
+def test_save_current_window_menu_lists_every_preset(hung):
+    menu = hung.save_preset_menu
+    assert [a.text() for a in menu.actions()] == [
+        a.text() + "…" for a in hung.preset_actions.values()
+    ]
+    menu.aboutToShow.emit()
+    assert all(a.isEnabled() for a in menu.actions())
+
+
+def test_reset_restores_the_default_presets(hung, qtbot):
+    state = hung.active_view.state
+    state.set_window(Window(10, 20))
+    hung.save_window_as_preset("brain")
+    assert Preferences().window_presets()["brain"] == Window(10, 20)
+
+    hung.reset_presets_action.trigger()
+    assert hung.window_presets == PRESETS
+    assert Preferences().window_presets() == PRESETS
+    assert hung.preset_actions["brain"].text() == "Brain (W 80 L 40)"
+    state.set_window(PRESETS["lung"])
+    hung.preset_actions["brain"].trigger()
+    assert state.window == PRESETS["brain"]
+
+
+def test_invalid_stored_presets_fall_back_to_their_defaults(qtbot):
+    settings = QtCore.QSettings(
+        QtCore.QSettings.defaultFormat(), QtCore.QSettings.Scope.UserScope, "PriorSync", "priorsync"
+    )
+    settings.setValue("presets/lung/center", "deep")  # not a number
+    settings.setValue("presets/lung/width", 1000)
+    settings.setValue("presets/bone/center", 300)
+    settings.setValue("presets/bone/width", 0.5)  # narrower than Window allows
+    settings.setValue("presets/brain/center", "nan")
+    settings.setValue("presets/brain/width", 90)
+    settings.setValue("presets/abdomen/center", 60)  # width missing
+    settings.setValue("presets/mediastinum/center", "45")  # ini strings that are numbers are fine
+    settings.setValue("presets/mediastinum/width", "450")
+    settings.sync()
+
+    presets = Preferences().window_presets()
+    assert list(presets) == list(PRESETS)
+    for name in ("lung", "bone", "brain", "abdomen"):
+        assert presets[name] == PRESETS[name]
+    assert presets["mediastinum"] == Window(45, 450)
+    win = _new_window(qtbot)
+    assert win.preset_actions["lung"].text() == "Lung (W 1500 L -600)"
+    win.close()
+
+
+def test_only_known_presets_can_be_stored():
+    with pytest.raises(KeyError, match="unknown window preset"):
+        Preferences().set_window_preset("liver", Window(60, 150))
