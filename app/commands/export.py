@@ -24,7 +24,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.options import add_model_arguments
+from app.commands.options import (
+    InputError,
+    add_model_arguments,
+    load_input_volumes,
+    open_index_cache,
+)
 
 if TYPE_CHECKING:  # imported for real inside the functions, to keep `priorsync --help` light
     from app.core.imaging import Window
@@ -174,9 +179,6 @@ def run(args: argparse.Namespace) -> int:
     from app.export.errors import ExportError, ExportExistsError
     from app.export.pairs import build_panels, describe_panels, encode_panels, prior_slice
     from app.export.safe_write import safe_write
-    from app.io.errors import LoadError
-    from app.io.load import load_volume
-    from app.ml.index import IndexCache
     from app.ml.match import Matcher, MatchError
     from app.ml.runtime import EmbeddingModel, ModelError
 
@@ -201,16 +203,13 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_MODEL
 
-    volumes = []
-    for role, path in [("CURRENT", args.current)] + [("PRIOR", p) for p in args.priors]:
-        try:
-            volume = load_volume(path)
-        except LoadError as exc:
-            _error(f"cannot read {role} {path}: {exc}")
-            return EXIT_INPUT
-        for warning in volume.warnings:
-            print(f"priorsync export: warning: {role}: {warning}", file=sys.stderr)
-        volumes.append(volume)
+    try:
+        volumes = load_input_volumes(
+            "export", [("CURRENT", args.current)] + [("PRIOR", p) for p in args.priors]
+        )
+    except InputError as exc:
+        _error(str(exc))
+        return EXIT_INPUT
     current, priors = volumes[0], volumes[1:]
     priors = [priors[i] for i in newest_first([p.info.study_date for p in priors])]
 
@@ -220,12 +219,7 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_INPUT
 
-    try:
-        cache = False if args.no_cache else IndexCache()
-    except OSError as exc:
-        log.warning("index cache unavailable (%s); continuing without it", exc)
-        cache = False
-    matcher = Matcher(model, cache=cache)
+    matcher = Matcher(model, cache=open_index_cache(args.no_cache))
     matched = []
     try:
         for prior in priors:

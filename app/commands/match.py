@@ -25,7 +25,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.options import add_model_arguments
+from app.commands.options import (
+    InputError,
+    add_model_arguments,
+    load_input_volumes,
+    open_index_cache,
+)
 
 if TYPE_CHECKING:  # heavy modules load only when the command runs
     from app.core.volume import Volume
@@ -86,9 +91,6 @@ def format_table(result: MatchResult, current: Volume, prior: Volume, provider: 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync match``; returns the exit code."""
-    from app.io.errors import LoadError
-    from app.io.load import load_volume
-    from app.ml.index import IndexCache
     from app.ml.match import Matcher, MatchError
     from app.ml.runtime import EmbeddingModel, ModelError
 
@@ -98,28 +100,15 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_MODEL
 
-    volumes = []
-    for role, path in (("CURRENT", args.current), ("PRIOR", args.prior)):
-        if not path.exists():
-            _error(f"{role} {path} does not exist")
-            return EXIT_INPUT
-        try:
-            volume = load_volume(path)
-        except LoadError as exc:
-            _error(f"cannot read {role} {path}: {exc}")
-            return EXIT_INPUT
-        for warning in volume.warnings:
-            print(f"priorsync match: warning: {role}: {warning}", file=sys.stderr)
-        volumes.append(volume)
-    current, prior = volumes
-
     try:
-        cache = False if args.no_cache else IndexCache()
-    except OSError as exc:
-        # No writable cache folder: match without one.
-        log.warning("index cache unavailable (%s); continuing without it", exc)
-        cache = False
-    matcher = Matcher(model, cache=cache)
+        current, prior = load_input_volumes(
+            "match", [("CURRENT", args.current), ("PRIOR", args.prior)]
+        )
+    except InputError as exc:
+        _error(str(exc))
+        return EXIT_INPUT
+
+    matcher = Matcher(model, cache=open_index_cache(args.no_cache))
     try:
         result = matcher.match(current, prior)
     except MatchError as exc:
