@@ -160,6 +160,53 @@ def body_centroids(volume: Volume, indices: Sequence[int] | np.ndarray) -> np.nd
     return out
 
 
+def shrunk_shape(volume: Volume, spec: InputSpec) -> tuple[int, int]:
+    """``(rows, cols)`` of a slice after :func:`prepare_slices`' area pre-shrink.
+
+    The shrink brings pixels to about ``spec.pixel_mm`` (never enlarges), so
+    the final affine resamples by about 1x; bilinear sampling alone would alias
+    sub-mm pixels.
+    """
+    sx, sy = _in_plane_spacing(volume)
+    rows, cols = volume.voxels.shape[1:]
+    small_w = max(1, round(cols * min(1.0, sx / spec.pixel_mm)))
+    small_h = max(1, round(rows * min(1.0, sy / spec.pixel_mm)))
+    return small_h, small_w
+
+
+def input_to_shrunk_affine(
+    volume: Volume, centroid: Sequence[float], spec: InputSpec
+) -> np.ndarray:
+    """Affine from model-input pixel ``(u, v)`` to the pre-shrunk slice's ``(col, row)``.
+
+    Parameters
+    ----------
+    volume
+        Display-oriented volume.
+    centroid
+        Body centroid ``(col, row)`` in the original slice's pixel coordinates.
+    spec
+        Input specification.
+
+    Returns
+    -------
+    np.ndarray
+        ``(2, 3)`` float64, as ``cv2.warpAffine`` takes it with ``WARP_INVERSE_MAP``.
+    """
+    sx, sy = _in_plane_spacing(volume)
+    rows, cols = volume.voxels.shape[1:]
+    small_h, small_w = shrunk_shape(volume, spec)
+    # Effective pixel size of the shrunk image (rounding makes it differ slightly).
+    ax = spec.pixel_mm / (sx * cols / small_w)
+    ay = spec.pixel_mm / (sy * rows / small_h)
+    # Centroid in the shrunk image's pixel-centre coordinates.
+    ccol = (centroid[0] + 0.5) * small_w / cols - 0.5
+    crow = (centroid[1] + 0.5) * small_h / rows - 0.5
+    half = (spec.size - 1) / 2.0
+    # Output pixel (u, v) samples source (ccol + (u - half) * ax, crow + (v - half) * ay).
+    return np.array([[ax, 0.0, ccol - half * ax], [0.0, ay, crow - half * ay]])
+
+
 def prepare_slices(
     volume: Volume,
     indices: Sequence[int] | np.ndarray | None = None,
@@ -198,36 +245,19 @@ def prepare_slices(
     out = np.empty((len(indices), spec.channels, size, size), dtype=np.float32)
     if len(indices) == 0:
         return out
-    sx, sy = _in_plane_spacing(volume)
     rows, cols = volume.voxels.shape[1:]
     centroids = body_centroids(volume, indices)
-
-    # Pre-shrink by an integer-free area factor so the final affine only
-    # resamples by about 1x (bilinear sampling alone would alias sub-mm pixels).
-    fx = min(1.0, sx / spec.pixel_mm)
-    fy = min(1.0, sy / spec.pixel_mm)
-    small_w = max(1, round(cols * fx))
-    small_h = max(1, round(rows * fy))
+    small_h, small_w = shrunk_shape(volume, spec)
     shrink = small_w != cols or small_h != rows
-    # Effective pixel size of the shrunk image (rounding makes it differ slightly).
-    psx = sx * cols / small_w
-    psy = sy * rows / small_h
 
     lowers = np.array([w.lower for w in spec.windows], dtype=np.float32)
     widths = np.array([w.width for w in spec.windows], dtype=np.float32)
-    half = (size - 1) / 2.0
     hu = np.empty((size, size), dtype=np.float32)
     for i, k in enumerate(indices):
         img = volume.voxels[k].astype(np.float32)
         if shrink:
             img = cv2.resize(img, (small_w, small_h), interpolation=cv2.INTER_AREA)
-        # Centroid in the shrunk image's pixel-centre coordinates.
-        ccol = (centroids[i, 0] + 0.5) * small_w / cols - 0.5
-        crow = (centroids[i, 1] + 0.5) * small_h / rows - 0.5
-        ax = spec.pixel_mm / psx
-        ay = spec.pixel_mm / psy
-        # Output pixel (u, v) samples source (ccol + (u - half) * ax, crow + (v - half) * ay).
-        matrix = np.array([[ax, 0.0, ccol - half * ax], [0.0, ay, crow - half * ay]])
+        matrix = input_to_shrunk_affine(volume, centroids[i], spec)
         cv2.warpAffine(
             img,
             matrix,

@@ -50,7 +50,13 @@ import onnx
 from onnx import numpy_helper
 
 from app.core.volume import Geometry, Volume
-from app.ml.preprocess import BODY_THRESHOLD_HU, InputSpec, body_centroids
+from app.ml.preprocess import (
+    BODY_THRESHOLD_HU,
+    InputSpec,
+    body_centroids,
+    input_to_shrunk_affine,
+    shrunk_shape,
+)
 from app.ml.runtime import EmbeddingModel, ModelError
 
 __all__ = [
@@ -526,25 +532,16 @@ def input_to_slice_affine(volume: Volume, index: int, spec: InputSpec) -> np.nda
     np.ndarray
         ``(2, 3)`` float64: ``[col, row] = M @ [u, v, 1]`` for input pixel ``(u, v)``.
     """
-    sx, sy = (float(s) for s in volume.geometry.spacing[:2])
-    if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
-        raise ValueError(f"volume has an invalid pixel spacing ({sx}, {sy})")
     rows, cols = volume.voxels.shape[1:]
-    ccol0, crow0 = body_centroids(volume, [index])[0]
-    # The shrunk image prepare_slices warps (same rounding as there).
-    small_w = max(1, round(cols * min(1.0, sx / spec.pixel_mm)))
-    small_h = max(1, round(rows * min(1.0, sy / spec.pixel_mm)))
+    # Raises ValueError for an invalid pixel spacing, as prepare_slices does.
+    small_h, small_w = shrunk_shape(volume, spec)
+    m = input_to_shrunk_affine(volume, body_centroids(volume, [index])[0], spec)
+    # Shrunk pixel centre c maps to original pixel centre (c + 0.5) / k - 0.5.
     kx, ky = small_w / cols, small_h / rows
-    ax = spec.pixel_mm / (sx / kx)
-    ay = spec.pixel_mm / (sy / ky)
-    ccol = (ccol0 + 0.5) * kx - 0.5
-    crow = (crow0 + 0.5) * ky - 0.5
-    half = (spec.size - 1) / 2.0
-    # Input (u, v) -> shrunk (ccol + (u - half) ax, crow + (v - half) ay) -> original (/k).
     return np.array(
         [
-            [ax / kx, 0.0, (ccol - half * ax + 0.5) / kx - 0.5],
-            [0.0, ay / ky, (crow - half * ay + 0.5) / ky - 0.5],
+            [m[0, 0] / kx, 0.0, (m[0, 2] + 0.5) / kx - 0.5],
+            [0.0, m[1, 1] / ky, (m[1, 2] + 0.5) / ky - 0.5],
         ]
     )
 
