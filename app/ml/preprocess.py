@@ -25,7 +25,11 @@ __all__ = [
     "DEFAULT_WINDOWS",
     "InputSpec",
     "body_centroids",
+    "input_to_slice_affine",
+    "labels_to_input",
+    "prepare_hu_slices",
     "prepare_slices",
+    "window_channels",
 ]
 
 AIR_HU = -1024
@@ -207,12 +211,12 @@ def input_to_shrunk_affine(
     return np.array([[ax, 0.0, ccol - half * ax], [0.0, ay, crow - half * ay]])
 
 
-def prepare_slices(
+def prepare_hu_slices(
     volume: Volume,
     indices: Sequence[int] | np.ndarray | None = None,
     spec: InputSpec | None = None,
 ) -> np.ndarray:
-    """Model input for some slices of a volume.
+    """Slices in the model's frame, still in HU (before windowing).
 
     Each slice is area-averaged down to about ``spec.pixel_mm`` (anti-aliasing,
     which also evens out noise and reconstruction-kernel differences), then one
@@ -231,28 +235,19 @@ def prepare_slices(
     Returns
     -------
     np.ndarray
-        ``float32`` array ``(N, C, S, S)`` with values in [0, 1].
+        ``float32`` array ``(N, S, S)`` of HU. Synthetic lesions are drawn into
+        this frame before :func:`window_channels` (training of the sketch models).
     """
     spec = spec or InputSpec()
-    n_slices = volume.n_slices
-    indices = np.arange(n_slices) if indices is None else np.asarray(indices, dtype=np.intp)
-    if indices.ndim != 1:
-        raise ValueError("indices must be a 1-D sequence of slice numbers")
-    if len(indices) and (indices.min() < -n_slices or indices.max() >= n_slices):
-        raise IndexError(f"slice index out of range for a volume of {n_slices} slices")
-    indices = indices % max(n_slices, 1)
+    indices = _checked_indices(volume, indices)
     size = spec.size
-    out = np.empty((len(indices), spec.channels, size, size), dtype=np.float32)
+    out = np.empty((len(indices), size, size), dtype=np.float32)
     if len(indices) == 0:
         return out
     rows, cols = volume.voxels.shape[1:]
     centroids = body_centroids(volume, indices)
     small_h, small_w = shrunk_shape(volume, spec)
     shrink = small_w != cols or small_h != rows
-
-    lowers = np.array([w.lower for w in spec.windows], dtype=np.float32)
-    widths = np.array([w.width for w in spec.windows], dtype=np.float32)
-    hu = np.empty((size, size), dtype=np.float32)
     for i, k in enumerate(indices):
         img = volume.voxels[k].astype(np.float32)
         if shrink:
@@ -262,11 +257,138 @@ def prepare_slices(
             img,
             matrix,
             (size, size),
-            dst=hu,
+            dst=out[i],
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=float(AIR_HU),
         )
-        chans = (hu[np.newaxis] - lowers[:, None, None]) / widths[:, None, None]
-        np.clip(chans, 0.0, 1.0, out=out[i])
     return out
+
+
+def window_channels(hu: np.ndarray, spec: InputSpec | None = None) -> np.ndarray:
+    """Map HU images ``(N, S, S)`` to the model's window channels ``(N, C, S, S)`` in [0, 1]."""
+    spec = spec or InputSpec()
+    hu = np.asarray(hu, dtype=np.float32)
+    lowers = np.array([w.lower for w in spec.windows], dtype=np.float32)
+    widths = np.array([w.width for w in spec.windows], dtype=np.float32)
+    out = (hu[:, np.newaxis] - lowers[None, :, None, None]) / widths[None, :, None, None]
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _checked_indices(volume: Volume, indices: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    n_slices = volume.n_slices
+    indices = np.arange(n_slices) if indices is None else np.asarray(indices, dtype=np.intp)
+    if indices.ndim != 1:
+        raise ValueError("indices must be a 1-D sequence of slice numbers")
+    if len(indices) and (indices.min() < -n_slices or indices.max() >= n_slices):
+        raise IndexError(f"slice index out of range for a volume of {n_slices} slices")
+    return indices % max(n_slices, 1)
+
+
+def input_to_slice_affine(volume: Volume, index: int, spec: InputSpec | None = None) -> np.ndarray:
+    """Affine from model-input pixel ``(u, v)`` to the *original* slice's ``(col, row)``.
+
+    :func:`input_to_shrunk_affine` composed with the area pre-shrink, so
+    anything drawn on the displayed slice (a sketch, a mask) can be carried into
+    the model's frame with ``cv2.warpAffine(..., WARP_INVERSE_MAP)``, and model
+    outputs back with the inverse.
+
+    Returns
+    -------
+    np.ndarray
+        ``(2, 3)`` float64.
+    """
+    spec = spec or InputSpec()
+    rows, cols = volume.voxels.shape[1:]
+    centroid = body_centroids(volume, [int(index)])[0]
+    small_h, small_w = shrunk_shape(volume, spec)
+    to_shrunk = input_to_shrunk_affine(volume, centroid, spec)
+    # Shrunk pixel centre c maps to original (c + 0.5) * cols / small_w - 0.5.
+    fx, fy = cols / small_w, rows / small_h
+    scale = np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
+    return scale[:, :2] @ to_shrunk + np.array([[0.0, 0.0, scale[0, 2]], [0.0, 0.0, scale[1, 2]]])
+
+
+def labels_to_input(
+    volume: Volume,
+    index: int,
+    labels: np.ndarray,
+    n_classes: int,
+    spec: InputSpec | None = None,
+) -> np.ndarray:
+    """Carry a label image drawn on a slice into the model's frame, one channel per class.
+
+    Parameters
+    ----------
+    volume
+        Display-oriented volume the labels were drawn on.
+    index
+        The slice they were drawn on.
+    labels
+        ``(rows, cols)`` integer image: 0 is background, ``1..n_classes`` the classes.
+    n_classes
+        Number of classes (channels of the result).
+    spec
+        Input specification.
+
+    Returns
+    -------
+    np.ndarray
+        ``float32`` ``(n_classes, S, S)``: the fraction of each model pixel each
+        class covers (area-weighted, so a thin stroke survives the shrink).
+    """
+    spec = spec or InputSpec()
+    labels = np.asarray(labels)
+    if labels.shape != volume.voxels.shape[1:]:
+        raise ValueError(
+            f"labels have shape {labels.shape}, the slice has {volume.voxels.shape[1:]}"
+        )
+    rows, cols = labels.shape
+    small_h, small_w = shrunk_shape(volume, spec)
+    centroid = body_centroids(volume, [int(index)])[0]
+    matrix = input_to_shrunk_affine(volume, centroid, spec)
+    out = np.zeros((n_classes, spec.size, spec.size), dtype=np.float32)
+    for c in range(n_classes):
+        layer = (labels == c + 1).astype(np.float32)
+        if not layer.any():
+            continue
+        if small_w != cols or small_h != rows:
+            layer = cv2.resize(layer, (small_w, small_h), interpolation=cv2.INTER_AREA)
+        cv2.warpAffine(
+            layer,
+            matrix,
+            (spec.size, spec.size),
+            dst=out[c],
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
+    return out
+
+
+def prepare_slices(
+    volume: Volume,
+    indices: Sequence[int] | np.ndarray | None = None,
+    spec: InputSpec | None = None,
+) -> np.ndarray:
+    """Model input for some slices of a volume.
+
+    :func:`prepare_hu_slices` (resample to ``spec.pixel_mm``, centre on the
+    body) followed by :func:`window_channels`.
+
+    Parameters
+    ----------
+    volume
+        Display-oriented volume (HU, ``int16``).
+    indices
+        Slice indices to prepare; all slices when ``None``.
+    spec
+        Input specification; :class:`InputSpec` defaults when ``None``.
+
+    Returns
+    -------
+    np.ndarray
+        ``float32`` array ``(N, C, S, S)`` with values in [0, 1].
+    """
+    spec = spec or InputSpec()
+    return window_channels(prepare_hu_slices(volume, indices, spec), spec)
