@@ -94,6 +94,13 @@ class SeriesIndex:
     graph: hnswlib.Index
     thumbnails: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        # ef is fixed once, here: hnswlib's set_ef mutates the shared graph, and a
+        # worker aligning a pair may query it while the GUI thread maps a click.
+        # ef >= the series length lets any k up to the whole series come back,
+        # and a few hundred items cost microseconds even searched exhaustively.
+        self.graph.set_ef(max(64, self.n_slices))
+
     @property
     def n_slices(self) -> int:
         return int(self.embeddings.shape[0])
@@ -115,8 +122,6 @@ class SeriesIndex:
         """
         v = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         k = max(1, min(int(k), self.n_slices))
-        # ef must be >= k for hnswlib to return k results.
-        self.graph.set_ef(max(64, k))
         labels, dist = self.graph.knn_query(v, k=k)
         # hnswlib's "ip" distance is 1 - inner product.
         return labels.astype(np.int64), (1.0 - dist).astype(np.float32)
