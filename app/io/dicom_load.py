@@ -18,16 +18,17 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 
 import numpy as np
 from pydicom import dcmread
 
 from app.core.imaging import apply_rescale
 from app.core.volume import Geometry, Volume
+from app.io.bounded_pool import run_bounded
 from app.io.dicom_header import human_reason
 from app.io.dicom_series import slice_normal
-from app.io.errors import Cancelled, LoadError
+from app.io.errors import LoadError
 from app.io.records import DicomSlice, SeriesRef
 
 __all__ = ["load_dicom_series", "series_geometry", "io_workers"]
@@ -216,35 +217,26 @@ def load_dicom_series(
     failed: dict[str, str] = {}
     done = 0
     total = len(slices)
-    pending: dict[Future, str] = {}
-    jobs = iter(by_file.items())
-    workers = io_workers()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dicom-load") as pool:
+
+    def on_result(path: str, fut: Future) -> None:
+        nonlocal done
         try:
-            # A bounded window of submitted jobs keeps cancel responsive.
-            while True:
-                while len(pending) < workers * 4:
-                    job = next(jobs, None)
-                    if job is None:
-                        break
-                    pending[pool.submit(decoder, *job)] = job[0]
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    path = pending.pop(fut)
-                    try:
-                        done += fut.result()
-                    except Exception as exc:  # one bad slice must not sink the series
-                        failed[path] = human_reason(exc)
-                        done += len(by_file[path])
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled()
-                if progress is not None:
-                    progress(done, total)
-        finally:
-            for fut in pending:
-                fut.cancel()
+            done += fut.result()
+        except Exception as exc:  # one bad slice must not sink the series
+            failed[path] = human_reason(exc)
+            done += len(by_file[path])
+
+    workers = io_workers()
+    run_bounded(
+        decoder,
+        ((path, (path, items)) for path, items in by_file.items()),
+        on_result,
+        workers=workers,
+        window=workers * 4,
+        cancel=cancel,
+        after_round=None if progress is None else lambda: progress(done, total),
+        thread_name_prefix="dicom-load",
+    )
 
     if failed:
         bad = np.array([s.path in failed for s in slices])

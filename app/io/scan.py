@@ -11,13 +11,14 @@ import os
 import stat
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from app.io.bounded_pool import run_bounded
 from app.io.dicom_header import human_reason, read_head
-from app.io.errors import Cancelled, SkipFile
+from app.io.errors import SkipFile
 from app.io.records import FileProbe, ScanResult, SeriesRef, SkippedFile
 from app.io.registry import Reader, describe_unknown, find_reader, readers
 
@@ -108,39 +109,35 @@ def scan_paths(
     # reads, so few workers with batches of files beat many single-file tasks.
     workers = max(2, min(4, os.cpu_count() or 2))
     batch = max(1, min(32, total // (workers * 4)))
-    batches = iter(range(0, total, batch))
     done = 0
-    pending: dict[Future, range] = {}
     if progress is not None:
         progress(0, total)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dicom-scan") as pool:
-        try:
-            while True:
-                # A bounded window of submitted batches keeps cancel responsive.
-                while len(pending) < workers * 2:
-                    start = next(batches, None)
-                    if start is None:
-                        break
-                    indices = range(start, min(start + batch, total))
-                    pending[pool.submit(_read_batch, files, indices, state)] = indices
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    indices = pending.pop(fut)
-                    for index, outcome in zip(indices, fut.result(), strict=True):
-                        if isinstance(outcome, SkippedFile):
-                            result.skipped.append(outcome)
-                        else:
-                            headers[index] = outcome
-                    done += len(indices)
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("scan was cancelled")
-                if progress is not None:
-                    progress(done, total)
-        finally:
-            for fut in pending:
-                fut.cancel()
+
+    def on_result(indices: range, fut: Future) -> None:
+        nonlocal done
+        for index, outcome in zip(indices, fut.result(), strict=True):
+            if isinstance(outcome, SkippedFile):
+                result.skipped.append(outcome)
+            else:
+                headers[index] = outcome
+        done += len(indices)
+
+    def jobs() -> Iterator[tuple[range, tuple[Any, ...]]]:
+        for start in range(0, total, batch):
+            indices = range(start, min(start + batch, total))
+            yield indices, (files, indices, state)
+
+    run_bounded(
+        _read_batch,
+        jobs(),
+        on_result,
+        workers=workers,
+        window=workers * 2,
+        cancel=cancel,
+        after_round=None if progress is None else lambda: progress(done, total),
+        cancel_message="scan was cancelled",
+        thread_name_prefix="dicom-scan",
+    )
 
     by_reader: dict[int, list[Any]] = defaultdict(list)
     reader_list = list(readers())
