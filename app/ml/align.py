@@ -9,7 +9,7 @@ shift it as a whole, and breathing bends it slowly near the diaphragm. Slices
 also keep their order (the mapping is monotonic).
 
 :func:`align_series` finds ``d`` from the similarity scores of all slices
-together, in two passes:
+together, in three passes:
 
 1. *Placement* (slope exactly 1): the constant offset under which the
    overlapping slices match best. Each slice votes with the *rank* of the prior
@@ -19,17 +19,33 @@ together, in two passes:
    matches; and since the slope is fixed, slices beyond the prior cannot be
    pinned to its end slice (which they resemble most). Ranks make the vote
    immune to how a given model spreads its scores.
-2. *Precision* (dynamic programming, Viterbi, over a 0.25 mm offset grid within
-   ``band_mm`` of the placement): the evidence of slice ``i`` for offset ``d``
-   is its similarity at ``z_i + d`` (cubic interpolation between prior
-   slices, so the answer is continuous, not snapped to a slice); a
-   smoothness cost ``lambda * (delta d)^2 / delta z`` makes ``d`` a Brownian
-   path in millimetres, independent of either series' slice spacing, and a
-   bound on ``|delta d| / delta z`` keeps the mapping monotonic. Slices whose
-   band reaches off the prior add no evidence, so the ends do not bias the
-   offset; their levels follow from their neighbours with slope 1.
-3. Optionally (``fine_weight`` > 0, off by default), the same programme within
-   ``fine_band_mm`` of that path on the embedding plus local image evidence.
+2. *Shape*: breathing bends ``d(z)`` smoothly over the whole scan (a bell
+   some 100 mm wide at the lung bases), and two scans at opposite phases
+   give slopes of 0.9-1.1 along much of the overlap. A curve
+   ``d1 + a + s (z - mid) + k x^2`` (``x`` = -1..1 over the trusted slices,
+   continued linearly beyond them) is fitted to all trusted slices at once
+   by grid search, with a penalty on ``s`` and ``k`` so that ambiguous
+   evidence leaves it straight. On simulated hard pairs a quadratic fits the
+   true offset curve to ~0.2 mm; a constant offset misses it by ~1 mm on
+   average and by up to 5 mm at the ends.
+3. *Precision* (dynamic programming, Viterbi, over a 0.25 mm grid within
+   ``residual_band_mm`` of that curve): the evidence of slice ``i`` for
+   residual ``r`` is its similarity at ``z_i + d(z_i) + r`` (cubic
+   interpolation between prior slices, so the answer is continuous, not
+   snapped to a slice); a smoothness cost ``lambda * (delta r)^2 / delta z``
+   makes ``r`` a Brownian path in millimetres, independent of either series'
+   slice spacing, and a bound on ``|delta r| / delta z`` keeps the mapping
+   monotonic. The cost is on the residual, not on ``d`` itself: a Brownian
+   prior on ``d`` straightens any sustained slope (its cost grows with the
+   slope's length), which left errors growing toward the ends of the overlap.
+   Slices whose band reaches off the prior add no evidence, so the ends do
+   not bias the offset; their levels follow the curve.
+
+Passes 2 and 3 also weigh the similarity of the model's feature maps
+(:mod:`app.ml.features`), which keeps where in the slice each pattern lies
+and so separates neighbouring levels the pooled embedding confuses.
+Optionally (``fine_weight`` > 0, off by default), a last Viterbi within
+``fine_band_mm`` of the path adds local image evidence (pixel NCC).
 
 A level off the prior's slab (by more than half a slice plus a margin) or in a
 gap of it is reported as out of coverage. Outlier slices (whose own best match
@@ -50,6 +66,14 @@ __all__ = ["AlignParams", "Alignment", "align_series", "normalise_scores"]
 
 # Offset grid of the placement vote (mm).
 _PLACEMENT_GRID_MM = 1.0
+# Offset grid (mm) of the smooth-shape search's lookup tables.
+_SHAPE_GRID_MM = 0.25
+# Largest slope (mm/mm) of the smooth offset curve anywhere.
+_SHAPE_MAX_SLOPE = 0.5
+# Work-array cells (candidate shapes x trusted slices) per block of the shape search.
+_SHAPE_BLOCK_CELLS = 1 << 20
+# Most trusted slices the shape search reads (more are subsampled evenly).
+_SHAPE_MAX_ROWS = 128
 # Pseudo-count (mm of current anatomy voting chance) in the placement rank.
 _RANK_PRIOR_MM = 20.0
 # Overlap check: slope of own best matches vs position, from slice pairs at
@@ -76,9 +100,8 @@ class AlignParams:
         anatomy may move along z locally (breathing compresses the upper
         abdomen by tens of percent at most). Below 1, so the map is monotonic.
     band_mm
-        Half-width of the band around the placement searched by the precision
-        pass: how far breathing and patient tilt may move a level from the
-        placement's constant offset.
+        How far (mm) the smooth offset curve may move from the placement's
+        constant offset: how far breathing and patient tilt may move a level.
     fine_weight
         Weight of the local image evidence (pixel NCC of thumbnails) relative
         to the embedding evidence in the final polish; 0 turns the polish off.
@@ -86,15 +109,34 @@ class AlignParams:
         by ~0.1-0.2 mm but cost up to 4 mm on hard ones (tilt, breathing) and
         on real cropped fields of view, where body-centred pixels misalign.
     anchor
-        Cost per mm^2 of deviation from the placement's offset, per mm of
-        current z, in the precision pass: a bend of the mapping (breathing)
-        must be paid for by evidence along its whole length, so scattered
-        weak evidence cannot drag the mapping off a sound placement.
+        Cost per mm^2 of deviation from the smooth offset curve, per mm of
+        current z, in the Viterbi passes: a local bend must be paid for by
+        evidence along its whole length.
     fine_band_mm
         How far (mm) the local image evidence may move the embedding's path.
     coverage_margin_mm
         Extra tolerance beyond half a slice at each end of the prior before a
         mapped level counts as out of coverage.
+    shape_slope
+        Largest slope of the smooth offset curve (mm of offset per mm of
+        current z): breathing bends one scan against the other by up to
+        about 0.15 (two scans at opposite phases).
+    shape_bend_mm
+        Largest quadratic bend of the curve (mm at the ends of the overlap
+        relative to a straight line through its middle).
+    shape_cost
+        Evidence (per mm of trusted anatomy) the curve must gain to afford a
+        slope of 0.1 or a bend of 6 mm: weak or ambiguous evidence then
+        leaves the curve straight, as the placement found it.
+    shape_min_span_mm
+        Overlaps shorter than this fit no slope (twice this: no bend); too
+        short to tell a slope from noise.
+    residual_band_mm
+        How far (mm) the Viterbi pass may move each slice's level from the
+        smooth curve (local deformation, and noise the curve cannot show).
+    feature_weight
+        Weight of the model's feature-map similarity (``feature_similarity``)
+        relative to the embedding's in the precision passes; 0 ignores it.
     """
 
     grid_mm: float = 0.25
@@ -105,6 +147,12 @@ class AlignParams:
     fine_band_mm: float = 3.0
     anchor: float = 0.0
     coverage_margin_mm: float = 1.0
+    shape_slope: float = 0.2
+    shape_bend_mm: float = 12.0
+    shape_cost: float = 0.1
+    shape_min_span_mm: float = 40.0
+    residual_band_mm: float = 6.0
+    feature_weight: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -284,7 +332,8 @@ def _viterbi(emission: np.ndarray, cz: np.ndarray, step: float, p: AlignParams) 
     idx = np.arange(n_states)
     for i in range(1, n):
         dz = cz[i] - cz[i - 1]
-        # |delta d| <= max_slope * dz < dz keeps the map strictly monotonic.
+        # |delta r| <= max_slope * dz, on a curve of slope <= _SHAPE_MAX_SLOPE (sum < 1),
+        # keeps the map strictly monotonic.
         reach = min(int(np.floor(p.max_slope * dz / step + 1e-9)), n_states - 1)
         best = np.full(n_states, -np.inf)
         arg = np.zeros(n_states, dtype=np.int32)
@@ -358,10 +407,143 @@ def _interpolate(
     return out
 
 
-def _banded_path(
+def _shape_basis(cz: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Linear and quadratic terms of the smooth offset curve, in mm of current z.
+
+    The quadratic is centred on the trusted slices and continued linearly
+    (with its end slopes) beyond them, so it cannot run away where no
+    evidence constrains it.
+    """
+    zt = cz[trusted] if trusted.any() else cz
+    mid = 0.5 * (float(zt[0]) + float(zt[-1]))
+    half = max(0.5 * (float(zt[-1]) - float(zt[0])), 1e-6)
+    x = (cz - mid) / half
+    inside = np.abs(x) <= 1.0
+    quad = np.where(inside, x**2, 2.0 * np.abs(x) - 1.0)
+    return cz - mid, quad, half
+
+
+def _search_shape(
     evidence: np.ndarray,
     cz: np.ndarray,
-    offsets: np.ndarray,
+    zz: np.ndarray,
+    base: np.ndarray,
+    trusted: np.ndarray,
+    weights: np.ndarray,
+    reach: float,
+    slope: float,
+    bend: float,
+    p: AlignParams,
+) -> np.ndarray:
+    """``base + a + s (z - mid) + k x^2`` maximising the trusted slices' evidence.
+
+    ``|a| <= reach``, ``|s| <= slope``, ``|k| <= bend``; a penalty of
+    ``shape_cost`` per mm of trusted anatomy per (0.1 of slope)^2 and per
+    (6 mm of bend)^2 keeps an implausible shape from winning on weak evidence.
+    Coarse grid search, then a finer one around the best.
+    """
+    lin, quad, half = _shape_basis(cz, trusted)
+    # The curve's slope, the base's plus |s| + 2|k| / half at most, stays
+    # within _SHAPE_MAX_SLOPE, so the mapping (with the Viterbi pass's
+    # residual slope of at most max_slope on top) remains monotonic.
+    base_slope = float(np.max(np.abs(np.diff(base) / np.diff(cz)))) if len(cz) > 1 else 0.0
+    room = max(_SHAPE_MAX_SLOPE - base_slope, 0.0)
+    rows = np.flatnonzero(trusted)
+    # Neighbouring slices carry nearly the same evidence about a smooth curve:
+    # every stride-th of them (weighted up) is enough and bounds the cost.
+    stride = max(1, int(np.ceil(len(rows) / _SHAPE_MAX_ROWS)))
+    rows = rows[::stride]
+    lin_t, quad_t, w_t = lin[rows], quad[rows], weights[rows, 0] * stride
+    # Each trusted row's evidence on a fine offset grid around its base offset:
+    # every candidate shape is then a gather, not an interpolation.
+    grid = _SHAPE_GRID_MM
+    g_max = reach + slope * float(np.max(np.abs(lin_t))) + bend + grid
+    g = grid * np.arange(-np.ceil(g_max / grid), np.ceil(g_max / grid) + 1)
+    table = np.nan_to_num(_interpolate(evidence[rows], cz[rows] + base[rows], g, zz), nan=0.0)
+    mid_col = (len(g) - 1) // 2
+    row_idx = np.arange(len(rows))[None, :]
+    w_sum = float(w_t.sum())
+
+    # Candidate shapes per block: bounds the (shapes x rows) work arrays.
+    block = max(1, _SHAPE_BLOCK_CELLS // len(rows))
+
+    def best_of(
+        a_vals: np.ndarray, s_vals: np.ndarray, k_vals: np.ndarray
+    ) -> tuple[float, float, float]:
+        a_, s_, k_ = (v.ravel() for v in np.meshgrid(a_vals, s_vals, k_vals, indexing="ij"))
+        vals = np.empty(len(a_))
+        for lo in range(0, len(a_), block):
+            sl = slice(lo, lo + block)
+            off = a_[sl, None] + s_[sl, None] * lin_t[None, :] + k_[sl, None] * quad_t[None, :]
+            col = np.clip(np.rint(off / grid).astype(np.int64) + mid_col, 0, len(g) - 1)
+            vals[sl] = table[row_idx, col] @ w_t
+        vals -= p.shape_cost * w_sum * ((s_ / 0.1) ** 2 + (k_ / 6.0) ** 2)
+        vals[np.abs(s_) + 2.0 * np.abs(k_) / half > room + 1e-9] = -np.inf
+        b = int(np.argmax(vals))
+        return float(a_[b]), float(s_[b]), float(k_[b])
+
+    def around(c: float, lim: float, st: float, num: int) -> np.ndarray:
+        if lim <= 0:
+            return np.zeros(1)
+        return np.unique(np.clip(c + st * np.arange(-num, num + 1), -lim, lim))
+
+    # Coarse to fine: each level searches +-4 (then +-2) steps of a quarter of
+    # the previous level's steps around its best.
+    a_step, s_step, k_step = max(reach / 15.0, grid), slope / 5.0, bend / 3.0
+    a, s, k = best_of(
+        np.arange(-reach, reach + 1e-9, a_step),
+        around(0.0, slope, s_step, 5),
+        around(0.0, bend, k_step, 3),
+    )
+    for num in (4, 2):
+        a_step, s_step, k_step = max(a_step / 4.0, grid), s_step / 4.0, k_step / 4.0
+        a, s, k = best_of(
+            around(a, reach, a_step, num),
+            around(s, slope, s_step, num),
+            around(k, bend, k_step, num),
+        )
+    return base + a + s * lin + k * quad
+
+
+def _fit_shape(
+    evidence: np.ndarray,
+    cz: np.ndarray,
+    zz: np.ndarray,
+    d1: float,
+    weights: np.ndarray,
+    p: AlignParams,
+) -> np.ndarray:
+    """Smooth offset curve (per current slice, mm) best supported by the evidence.
+
+    Breathing bends the offset curve smoothly over the whole scan (it is a
+    bell some 100 mm wide at the lung bases), and the two scans may be bent
+    in opposite directions, so slopes of 0.9 to 1.1 along a whole series are
+    common; the Brownian prior of the Viterbi pass would straighten them
+    toward slope 1 (its cost grows with the length of a slope), leaving
+    errors that grow toward the ends of the overlap. An offset, slope and
+    quadratic bend fitted to all trusted slices at once follows such a curve
+    without following the slices' noise.
+
+    Two stages: within ``band_mm`` of the placement, on the slices whose
+    whole band lies on the prior; then within ``residual_band_mm`` of that
+    curve, on the (more) slices whose narrower band lies on the prior.
+    """
+    n = len(cz)
+    base = np.full(n, d1)
+    for reach, scale in ((p.band_mm, 1.0), (p.residual_band_mm, 0.25)):
+        trusted = (cz + base - reach >= zz[0]) & (cz + base + reach <= zz[-1])
+        if trusted.sum() < 3:
+            break
+        span = float(np.ptp(cz[trusted]))
+        slope = scale * p.shape_slope if span >= p.shape_min_span_mm else 0.0
+        bend = scale * p.shape_bend_mm if span >= 2.0 * p.shape_min_span_mm else 0.0
+        base = _search_shape(evidence, cz, zz, base, trusted, weights, reach, slope, bend, p)
+    return base
+
+
+def _residual_path(
+    evidence: np.ndarray,
+    cz: np.ndarray,
     zz: np.ndarray,
     centre: np.ndarray,
     band: float,
@@ -369,24 +551,18 @@ def _banded_path(
     step: float,
     p: AlignParams,
 ) -> np.ndarray:
-    """Viterbi offset path (mm, per current slice) within ``band`` of ``centre``.
+    """Viterbi path of offsets within ``band`` of a smooth ``centre`` curve.
 
-    Rows whose band reaches off the prior add no evidence, so the prior's ends
-    do not bias the offset; ``p.anchor`` makes a deviation from ``centre``
-    (a bend: breathing) pay for itself with evidence along its length.
+    The smoothness cost is on changes of the *residual* from ``centre``, so a
+    slope or bend of the centre costs nothing by itself.
     """
-    # Only offsets within reach of the band: a few dozen states, not thousands.
-    near = (offsets >= centre.min() - band - step) & (offsets <= centre.max() + band + step)
-    offsets = offsets[near]
-    emission = _interpolate(evidence, cz, offsets, zz)
-    in_band = np.abs(offsets[None, :] - centre[:, None]) <= band
-    partial = np.any(in_band & np.isnan(emission), axis=1)
+    res = step * np.arange(-np.ceil(band / step), np.ceil(band / step) + 1)
+    emission = _interpolate(evidence, cz + centre, res, zz)
+    partial = np.any(np.isnan(emission), axis=1)
     emission[partial] = 0.0
-    emission = np.where(in_band, np.nan_to_num(emission, nan=0.0), -np.inf) * weights
-    # A whisper of the pull also breaks ties where no row has evidence.
-    deviation = (offsets[None, :] - centre[:, None]) ** 2
-    emission -= (p.anchor * weights + 1e-3 / band**2) * deviation
-    return offsets[_viterbi(emission, cz, step, p)]
+    emission = emission * weights
+    emission -= (p.anchor * weights + 1e-3 / band**2) * res[None, :] ** 2
+    return centre + res[_viterbi(emission, cz, step, p)]
 
 
 def align_series(
@@ -395,22 +571,29 @@ def align_series(
     prior_z: np.ndarray,
     params: AlignParams | None = None,
     fine_similarity: np.ndarray | None = None,
+    feature_similarity: np.ndarray | None = None,
 ) -> Alignment:
     """Map every current slice to its anatomical level in the prior.
 
-    Two passes (see the module docstring):
+    Passes (see the module docstring):
 
     1. *placement*: the constant offset (slope exactly 1) under which the
-       overlapping slices' rank votes are highest; slices landing off the
-       prior vote chance, so no amount of overlap is favoured for itself, and
-       with the slope fixed no slice can be pinned to the prior's end slice;
-    2. *precision*: Viterbi within ``band_mm`` of the placement, on the
-       embedding evidence plus ``fine_weight`` times the local image evidence
-       (``fine_similarity``), counting only slices whose whole band lies on
-       the prior. Slices near or beyond the prior's ends add no evidence
-       either way, so the offset is not biased toward more (or less) overlap;
-       their levels follow from their neighbours through the smoothness
-       prior, with slope 1 in mm.
+       overlapping slices' rank votes on the embedding are highest; slices
+       landing off the prior vote chance, so no amount of overlap is favoured
+       for itself, and with the slope fixed no slice can be pinned to the
+       prior's end slice;
+    2. *shape*: a smooth offset curve (offset, slope and quadratic bend)
+       within ``band_mm`` of the placement, fitted to the embedding evidence
+       plus ``feature_weight`` times the feature maps' (``feature_similarity``);
+    3. *precision*: Viterbi within ``residual_band_mm`` of that curve, its
+       smoothness cost on the deviation from the curve;
+    4. optionally, the same within ``fine_band_mm`` of that path with
+       ``fine_weight`` times the local image evidence (``fine_similarity``).
+
+    Passes 2-4 count only slices whose whole band lies on the prior: slices
+    near or beyond the prior's ends add no evidence either way, so the offset
+    is not biased toward more (or less) overlap; their levels follow the
+    curve (continued linearly beyond the trusted slices).
 
     Parameters
     ----------
@@ -425,7 +608,10 @@ def align_series(
         Tuning; defaults when ``None``.
     fine_similarity
         Optional ``(n, m)`` local image similarity (e.g. NCC of thumbnails),
-        used only in the second pass.
+        used only in the last pass.
+    feature_similarity
+        Optional ``(n, m)`` similarity of the model's feature maps
+        (:func:`app.ml.features.feature_similarity`), used in passes 2-4.
 
     Returns
     -------
@@ -442,6 +628,8 @@ def align_series(
         )
     if fine_similarity is not None and np.shape(fine_similarity) != sim.shape:
         raise ValueError("fine_similarity must have the shape of similarity")
+    if feature_similarity is not None and np.shape(feature_similarity) != sim.shape:
+        raise ValueError("feature_similarity must have the shape of similarity")
     if n == 0 or m == 0:
         raise ValueError("both series need at least one slice")
     if not (np.all(np.isfinite(sim)) and np.all(np.isfinite(cz_in)) and np.all(np.isfinite(pz_in))):
@@ -455,6 +643,12 @@ def align_series(
     if np.any(np.diff(pz) <= 0) or np.any(np.diff(cz) <= 0):
         raise ValueError("slice positions must be distinct")
     evidence = normalise_scores(sim[c_order][:, p_order])
+    # The precision passes also weigh the feature maps' similarity; the sum is
+    # rescaled like the embedding's alone, so every cost keeps its meaning.
+    precise = evidence
+    if feature_similarity is not None and p.feature_weight > 0:
+        feat = np.asarray(feature_similarity, dtype=np.float64)[c_order][:, p_order]
+        precise = normalise_scores(evidence + p.feature_weight * normalise_scores(feat))
 
     p_lo, p_hi, h_lo, h_hi = _prior_extent(pz)
     zz = np.concatenate([[p_lo - h_lo], pz, [p_hi + h_hi]])
@@ -478,9 +672,18 @@ def align_series(
     ranks = _row_ranks(evidence)
     votes = _interpolate(ranks, cz, placements, zz, cubic=False)
     landed = ~np.isnan(votes)
-    votes = np.where(landed, votes - 0.5, 0.0) * weights
-    total = votes.sum(axis=0)
-    best = int(np.argmax(total))
+    votes = np.where(landed, votes - 0.5, 0.0)
+    total = (votes * weights).sum(axis=0)
+    # The offset is chosen on the votes' cubes (sign kept): a slice landing on
+    # one of its best matches counts far more than one landing on a merely
+    # similar level. With plain votes, a long overlap of look-alike levels
+    # (chest slices 35 mm apart still rank ~0.75) outvoted a short true one
+    # (22 mm of a 148 mm series at the end of the prior, ranks ~0.95); on 75
+    # simulated pairs the cubes fixed that pair (mean |dz| 23.3 -> 3.5 mm) and
+    # changed no other by more than 0.25 mm. The placement's rank (the overlap
+    # score) is still the plain mean at the chosen offset.
+    confident = (np.sign(votes) * np.abs(2.0 * votes) ** 3 * weights).sum(axis=0)
+    best = int(np.argmax(confident))
     d1 = float(placements[best])
     # Mean vote over the landed slices, shrunk toward chance by a pseudo-count
     # of _RANK_PRIOR_MM of chance votes: the best of many offsets is picked, so
@@ -488,22 +691,21 @@ def align_series(
     # landing on their best matches), a long one cannot.
     w_in = (weights[:, 0] * landed[:, best]).sum()
     placement_rank = float(0.5 + total[best] / (w_in + _RANK_PRIOR_MM))
-    coarse = np.full(n, d1)
-    # The fine offset grid, only as wide as the precision passes can reach.
-    reach = p.band_mm + 2.0 * step
-    offsets = d1 + step * np.arange(-np.ceil(reach / step), np.ceil(reach / step) + 1)
 
-    # -- pass 2: precision on the embedding, within a band around the placement -
-    path = _banded_path(evidence, cz, offsets, zz, coarse, p.band_mm, weights, step, p)
+    # -- pass 2: a smooth offset curve (offset, slope, bend) around the placement -
+    centre = _fit_shape(precise, cz, zz, d1, weights, p)
 
-    # -- pass 3: sub-slice polish with local image evidence, in a narrow band ----
+    # -- pass 3: Viterbi within a narrow band of that curve -------------------------
+    path = _residual_path(precise, cz, zz, centre, p.residual_band_mm, weights, step, p)
+
+    # -- pass 4: sub-slice polish with local image evidence, in a narrow band ----
     # Pixel correlation sharpens the level between neighbouring slices, but it
     # is biased by tilt, contrast and cropped fields of view: it may only move
-    # the embedding's path by a few millimetres, never drag it.
+    # the path by a few millimetres, never drag it.
     if fine_similarity is not None and p.fine_weight > 0 and p.fine_band_mm > 0:
         fine = np.asarray(fine_similarity, dtype=np.float64)[c_order][:, p_order]
-        combined = evidence + p.fine_weight * normalise_scores(fine)
-        path = _banded_path(combined, cz, offsets, zz, path, p.fine_band_mm, weights, step, p)
+        combined = precise + p.fine_weight * normalise_scores(fine)
+        path = _residual_path(combined, cz, zz, path, p.fine_band_mm, weights, step, p)
     mapped_sorted = cz + path
 
     # Coverage: the mapped level must fall on the prior's imaged slab.

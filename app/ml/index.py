@@ -85,6 +85,9 @@ class SeriesIndex:
     thumbnails
         ``(m, t, t)`` uint8 body-centred thumbnails (:mod:`app.ml.refine`) for
         the alignment's local image evidence, or ``None``.
+    features
+        ``(m, F)`` float16 L2-normalised feature-map vectors of the model
+        (:mod:`app.ml.features`) for the alignment's precision passes, or ``None``.
     """
 
     embeddings: np.ndarray
@@ -93,6 +96,7 @@ class SeriesIndex:
     model_sha256: str
     graph: hnswlib.Index
     thumbnails: np.ndarray | None = None
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # ef is fixed once, here: hnswlib's set_ef mutates the shared graph, and a
@@ -157,13 +161,16 @@ def build_index(
     identity: str = "",
     model_sha256: str = "",
     thumbnails: np.ndarray | None = None,
+    features: np.ndarray | None = None,
 ) -> SeriesIndex:
-    """Build the hnswlib graph over a series' embeddings."""
+    """Build the hnswlib graph over a series' embeddings (thumbnails and features ride along)."""
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] == 0:
         raise ValueError(f"need a non-empty (m, D) embedding array, got shape {emb.shape}")
     if thumbnails is not None and len(thumbnails) != emb.shape[0]:
         raise ValueError("need one thumbnail per embedding")
+    if features is not None and (np.ndim(features) != 2 or len(features) != emb.shape[0]):
+        raise ValueError("need one feature vector per embedding")
     graph = hnswlib.Index(space="ip", dim=int(emb.shape[1]))
     graph.init_index(max_elements=emb.shape[0], ef_construction=_EF_CONSTRUCTION, M=_M)
     graph.set_num_threads(1)  # a few hundred items: threads cost more than they save
@@ -175,6 +182,7 @@ def build_index(
         model_sha256=model_sha256,
         graph=graph,
         thumbnails=None if thumbnails is None else np.ascontiguousarray(thumbnails, np.uint8),
+        features=None if features is None else np.ascontiguousarray(features, np.float16),
     )
 
 
@@ -235,6 +243,7 @@ class IndexCache:
                 emb = np.array(z["embeddings"], dtype=np.float32)
                 slice_z = np.array(z["slice_z"], dtype=np.float64)
                 thumbs = np.array(z["thumbnails"], dtype=np.uint8) if "thumbnails" in z else None
+                feats = np.array(z["features"], dtype=np.float16) if "features" in z else None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise CacheMiss(f"unreadable ({type(exc).__name__})") from None
         if version != FORMAT_VERSION:
@@ -245,6 +254,10 @@ class IndexCache:
             raise CacheMiss("inconsistent arrays")
         if thumbs is not None and (thumbs.ndim != 3 or len(thumbs) != len(emb)):
             raise CacheMiss("inconsistent thumbnails")
+        if feats is not None and (
+            feats.ndim != 2 or len(feats) != len(emb) or not np.all(np.isfinite(feats))
+        ):
+            raise CacheMiss("inconsistent features")
         index: SeriesIndex | None = None
         try:
             blob = bin_path.read_bytes()
@@ -256,13 +269,13 @@ class IndexCache:
                 graph.load_index(str(bin_path), max_elements=emb.shape[0])
                 if graph.get_current_count() == emb.shape[0]:
                     graph.set_num_threads(1)
-                    index = SeriesIndex(emb, slice_z, identity, model_sha256, graph, thumbs)
+                    index = SeriesIndex(emb, slice_z, identity, model_sha256, graph, thumbs, feats)
             except RuntimeError:
                 index = None
         if index is None:
             # Embeddings are sound but the graph is not: rebuilding it is cheap.
             log.info("index graph missing or corrupt; rebuilding it from cached embeddings")
-            index = build_index(emb, slice_z, identity, model_sha256, thumbs)
+            index = build_index(emb, slice_z, identity, model_sha256, thumbs, feats)
             self._write_bin_and_npz(index)
         return index
 
@@ -296,6 +309,8 @@ class IndexCache:
             }
             if index.thumbnails is not None:
                 arrays["thumbnails"] = index.thumbnails
+            if index.features is not None:
+                arrays["features"] = index.features
             # Compressed: thumbnails are mostly smooth, and shrink several-fold.
             np.savez_compressed(fh, **arrays)
 
@@ -311,7 +326,7 @@ class IndexCache:
         self,
         volume: Volume,
         model_sha256: str,
-        describe: Callable[[Volume], tuple[np.ndarray, np.ndarray | None]],
+        describe: Callable[[Volume], tuple[np.ndarray, ...]],
         identity: str | None = None,
     ) -> SeriesIndex:
         """The cached index of a series, or embed and index it now (and cache it).
@@ -323,7 +338,8 @@ class IndexCache:
         model_sha256
             Identity of the model ``describe`` runs.
         describe
-            ``volume -> (embeddings (n_slices, D), thumbnails or None)``, called on a miss.
+            ``volume -> (embeddings (n_slices, D), thumbnails or None[, features or None])``,
+            called on a miss.
         identity
             :func:`series_identity` of ``volume`` if the caller has it already.
         """
@@ -338,8 +354,10 @@ class IndexCache:
         except CacheMiss as miss:
             if str(miss) != "absent":
                 log.info("index cache entry rejected (%s); rebuilding", miss)
-        embeddings, thumbs = describe(volume)
-        index = build_index(embeddings, volume.slice_z, identity, model_sha256, thumbs)
+        described = describe(volume)
+        embeddings, thumbs = described[0], described[1]
+        feats = described[2] if len(described) > 2 else None
+        index = build_index(embeddings, volume.slice_z, identity, model_sha256, thumbs, feats)
         try:
             self.save(index)
         except OSError as exc:

@@ -5,9 +5,11 @@ The pipeline, for a pair (current, prior):
 1. embed every slice of both series with the ONNX model and index each series
    in hnswlib (both cached on disk per series and model: :mod:`app.ml.index`);
 2. score each current slice against the prior by k-NN search of the prior's
-   index (the whole series when it is small, else the ``k`` best and a floor);
+   index (the whole series when it is small, else the ``k`` best and a floor),
+   and by the cosine of the model's feature maps (:mod:`app.ml.features`);
 3. align the two series as a whole in physical millimetres (:mod:`app.ml.align`):
-   monotonic, slope about 1, outliers overruled, uncovered levels detected;
+   placed by the embedding, then a smooth offset curve (breathing) refined on
+   both signals; monotonic, outliers overruled, uncovered levels detected;
 4. report, per current slice, the prior slice nearest its mapped level.
 
 :class:`Matcher` also answers the viewer's single-slice queries
@@ -27,6 +29,7 @@ import numpy as np
 
 from app.core.volume import Volume
 from app.ml.align import Alignment, AlignParams, align_series
+from app.ml.features import embed_with_features, feature_similarity
 from app.ml.index import IndexCache, SeriesIndex, build_index, series_identity
 from app.ml.refine import ncc_matrix, thumbnails
 from app.ml.runtime import EmbeddingModel
@@ -52,9 +55,11 @@ _MIN_HU_RANGE = 300
 _KNN_FULL = 512
 # Below this overlap score (Alignment.overlap_score: 0 = chance, 1 = every
 # slice on its best match) the prior is taken to show none of the current's
-# anatomy. On 18 held-out simulated pairs (standard and hard) the scores were
-# 0.55-0.90; on 10 pairs of different body regions (head, neck, chest,
-# abdomen-pelvis) 0 (slope test) or at most 0.27.
+# anatomy. On the 18 held-out evaluation pairs (standard and hard) the scores
+# were 0.52-0.86, on 75 other simulated pairs 0.37-0.9 (10th percentile 0.61);
+# on 12 pairs of different body regions (head, neck, chest, abdomen-pelvis) 0
+# (slope test) or at most 0.31, except the 38 mm upper-abdomen series against
+# head-neck (0.45 and 0.50 in either role: too short for the slope test).
 MIN_OVERLAP = 0.4
 
 
@@ -205,23 +210,30 @@ class Matcher:
         # Thumbnails feed the optional pixel-correlation polish only.
         use_thumbs = self.params.fine_weight > 0
 
-        def describe(v: Volume) -> tuple[np.ndarray, np.ndarray | None]:
-            return self.model.embed_volume(v, progress=progress), (
-                thumbnails(v) if use_thumbs else None
-            )
+        def describe(v: Volume) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+            # Embeddings and feature maps come from one model pass.
+            emb, feats = embed_with_features(self.model, v, progress=progress)
+            return emb, (thumbnails(v) if use_thumbs else None), feats
 
         if self.cache is not None:
             index = self.cache.get_or_build(volume, self.model.sha256, describe, identity)
+            changed = False
+            if index.features is None:
+                # Cached before feature maps were kept: one model pass adds them.
+                index.features = embed_with_features(self.model, volume, progress=progress)[1]
+                changed = True
             if use_thumbs and index.thumbnails is None:
                 # Cached by a matcher that did not need them: add them once.
                 index.thumbnails = thumbnails(volume)
+                changed = True
+            if changed:
                 try:
                     self.cache.save(index)
                 except OSError as exc:
                     log.warning("could not update the index cache: %s", exc.strerror or exc)
         else:
-            emb, thumbs = describe(volume)
-            index = build_index(emb, volume.slice_z, identity, self.model.sha256, thumbs)
+            emb, thumbs, feats = describe(volume)
+            index = build_index(emb, volume.slice_z, identity, self.model.sha256, thumbs, feats)
         self._memory[identity] = index
         while len(self._memory) > self._memory_entries:
             self._memory.popitem(last=False)
@@ -243,7 +255,15 @@ class Matcher:
             and prior.thumbnails is not None
         ):
             fine = ncc_matrix(current.thumbnails, prior.thumbnails)
-        return align_series(sim, current.slice_z, prior.slice_z, self.params, fine)
+        feats = None
+        if (
+            self.params.feature_weight > 0
+            and current.features is not None
+            and prior.features is not None
+            and current.features.shape[1] == prior.features.shape[1]
+        ):
+            feats = feature_similarity(current.features, prior.features)
+        return align_series(sim, current.slice_z, prior.slice_z, self.params, fine, feats)
 
     def overlap_score(self, current: SeriesIndex, alignment: Alignment) -> float:
         """How convincingly the prior shows the current's anatomy: 0 (chance) .. 1.

@@ -142,7 +142,13 @@ def test_map_z_interpolates_and_extends_the_offset():
     pz = np.arange(0.0, 200.0, 5.0)
     a = align_series(synthetic_similarity(cz, pz, cz + 60.0), cz, pz)
     assert a.map_z(52.5) == pytest.approx(112.5, abs=2.0)
-    assert a.map_z(-50.0) == pytest.approx(10.0, abs=2.0)
+    # Between slices: the offsets of the two neighbours, interpolated.
+    assert a.map_z(52.5) == pytest.approx(
+        52.5 + 0.5 * (a.mapped_z[10] - cz[10] + a.mapped_z[11] - cz[11]), abs=1e-9
+    )
+    # Beyond the series: the end slice's offset, carried on.
+    assert a.map_z(-50.0) == pytest.approx(-50.0 + a.mapped_z[0] - cz[0], abs=1e-9)
+    assert a.map_z(-50.0) == pytest.approx(10.0, abs=3.0)
 
 
 def test_normalise_scores_centres_rows_and_keeps_weak_rows_weak():
@@ -194,3 +200,71 @@ def test_any_geometry_gives_a_finite_monotonic_mapping(seed):
         assert np.all(np.isfinite(a.mapped_z))
         assert np.all(np.diff(a.mapped_z) > 0)
         assert 0.0 <= a.overlap_score <= 1.0
+
+
+def test_a_sustained_slope_is_followed_to_the_ends():
+    """Two breathing phases stretch one scan against the other by 10 % over the overlap.
+
+    A Brownian prior on the offset itself straightens such a slope toward 1
+    (its cost grows with the slope's length), leaving errors that grow
+    toward the ends (3-4 mm here); the smooth-curve pass follows it.
+    """
+    cz = np.arange(0.0, 200.0, 2.0)
+    pz = np.arange(-150.0, 350.0, 2.0)
+    true_z = 40.0 + 1.1 * cz
+    for seed in range(3):
+        sim = synthetic_similarity(cz, pz, true_z, width_mm=8.0, noise=0.02, seed=seed)
+        err = np.abs(align_series(sim, cz, pz).mapped_z - true_z)
+        assert np.mean(err) <= 1.2
+        # The ends too: the first and last 10 slices.
+        assert np.max(err[np.r_[:10, -10:0]]) <= 2.5
+
+
+def test_feature_similarity_joins_the_precision_passes():
+    cz = np.arange(0.0, 150.0, 3.0)
+    pz = np.arange(0.0, 250.0, 2.0)
+    true_z = cz + 50.0
+    # The embedding is blunt and biased by 4 mm; the feature maps are sharp and right.
+    blunt = synthetic_similarity(cz, pz, true_z + 4.0, width_mm=30.0, noise=0.01, seed=1)
+    sharp = synthetic_similarity(cz, pz, true_z, width_mm=4.0, noise=0.01, seed=2)
+    alone = align_series(blunt, cz, pz)
+    both = align_series(blunt, cz, pz, feature_similarity=sharp)
+    ignored = align_series(blunt, cz, pz, AlignParams(feature_weight=0.0), feature_similarity=sharp)
+    np.testing.assert_array_equal(ignored.mapped_z, alone.mapped_z)
+    assert np.mean(np.abs(both.mapped_z - true_z)) < 0.5 * np.mean(np.abs(alone.mapped_z - true_z))
+    # The placement (and so the overlap score) stays the embedding's own.
+    assert both.placement_offset_mm == alone.placement_offset_mm
+    assert both.placement_rank == alone.placement_rank
+    with pytest.raises(ValueError, match="feature_similarity"):
+        align_series(blunt, cz, pz, feature_similarity=sharp[:, :-1])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_steep_smooth_curve_keeps_the_mapping_monotonic(seed):
+    """Evidence that pulls toward the steepest allowed curve cannot fold the mapping."""
+    rng = np.random.default_rng(seed)
+    cz = np.sort(rng.uniform(0.0, 300.0, 120))
+    pz = np.arange(-200.0, 600.0, 1.0)
+    true_z = 0.6 * cz + 40.0  # slope 0.6: steeper than any breathing
+    a = align_series(synthetic_similarity(cz, pz, true_z, noise=0.05, seed=seed), cz, pz)
+    assert np.all(np.diff(a.mapped_z) > 0)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_short_true_overlap_beats_a_long_look_alike_one(seed):
+    """22 mm of a 150 mm current overlap the prior's end; neighbouring levels look alike.
+
+    Rows landing on merely similar levels (a long, wrong overlap) must not
+    outvote the few rows that land on their best matches.
+    """
+    rng = np.random.default_rng(seed)
+    cz = np.arange(0.0, 150.0, 1.0)
+    pz = np.arange(0.0, 160.0, 4.0)
+    true_z = cz - 128.0
+    d = pz[None, :] - true_z[:, None]
+    sim = 0.6 + 0.15 * np.exp(-0.5 * (d / 60.0) ** 2) + 0.15 * np.exp(-0.5 * (d / 4.0) ** 2)
+    sim += rng.normal(0.0, 0.01, sim.shape)
+    a = align_series(sim, cz, pz)
+    covered = true_z >= pz[0] - 2.0
+    assert np.max(np.abs(a.mapped_z - true_z)[covered]) <= 2.0
+    assert a.overlap_score >= 0.4

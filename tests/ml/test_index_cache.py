@@ -198,3 +198,21 @@ def test_old_entries_are_pruned(tmp_path, ct_phantom):
         cache.get_or_build(ct_phantom(n_slices=4, seed=seed), "sha", Describer(4))
     assert len(list(tmp_path.glob("*.npz"))) == 2
     assert len(list(tmp_path.glob("*.bin"))) == 2
+
+
+def test_feature_vectors_survive_the_cache_and_bad_ones_are_rebuilt(ct_phantom, tmp_path):
+    volume = ct_phantom(n_slices=6)
+    emb = unit_vectors(6)
+    feats = unit_vectors(6, d=32, seed=5).astype(np.float16)
+    cache = IndexCache(tmp_path)
+    index = cache.get_or_build(volume, "sha", lambda v: (emb, None, feats))
+    assert index.features is not None and index.features.dtype == np.float16
+    loaded = cache.load(index.identity, "sha")
+    np.testing.assert_array_equal(loaded.features, feats)
+    # Features of the wrong length: the entry is rejected, not trusted.
+    index.features = feats[:4]
+    cache.save(index)
+    with pytest.raises(CacheMiss, match="features"):
+        cache.load(index.identity, "sha")
+    with pytest.raises(ValueError, match="feature vector"):
+        build_index(emb, np.arange(6.0), features=feats[:5])

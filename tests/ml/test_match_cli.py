@@ -119,10 +119,11 @@ def test_index_cache_is_used_on_the_second_run(pair_paths, toy_model_path, capsy
     code, first, _ = run_cli([*pair_paths, "--json", "--model", toy_model_path], capsys)
     assert code == 0
     calls = []
-    original = EmbeddingModel.embed_volume
+    # Every model pass of the engine goes through embed_slices.
+    original = EmbeddingModel.embed_slices
     monkeypatch.setattr(
         EmbeddingModel,
-        "embed_volume",
+        "embed_slices",
         lambda self, *a, **k: calls.append(1) or original(self, *a, **k),
     )
     code, second, _ = run_cli([*pair_paths, "--json", "--model", toy_model_path], capsys)
