@@ -1,0 +1,139 @@
+"""ONNX export of the sketch encoders (``priorsync-abnormality`` and ``priorsync-sketch``).
+
+Each graph has batch-norm folded into its convolutions
+(:func:`app.ml.train.export.fold_batchnorm`, the anatomy model's helper: the
+encoders share its ``backbone`` layout), one input (``slices`` or
+``sketch``), one output ``embedding`` with a dynamic batch axis, opset 17,
+and the ``priorsync.*`` metadata the app reads (docs/contract: issue 6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import onnx
+import torch
+
+from app.ml.preprocess import InputSpec
+from app.ml.train.export import OPSET, fold_batchnorm
+from app.ml.train.sketch_model import AbnormalityNet, SketchNet
+from app.sim.lesions import LESION_CLASSES
+
+__all__ = [
+    "ABNORMALITY_INPUT",
+    "ABNORMALITY_NAME",
+    "MODEL_VERSION",
+    "OUTPUT_NAME",
+    "SKETCH_INPUT",
+    "SKETCH_NAME",
+    "export_encoder",
+    "sketch_metadata",
+]
+
+ABNORMALITY_NAME = "priorsync-abnormality"
+SKETCH_NAME = "priorsync-sketch"
+MODEL_VERSION = "1.0"
+ABNORMALITY_INPUT = "slices"
+SKETCH_INPUT = "sketch"
+OUTPUT_NAME = "embedding"
+
+
+def sketch_metadata(
+    *,
+    name: str,
+    spec: InputSpec,
+    embedding_dim: int,
+    train_command: str,
+    training_data: str,
+    default_weight: float,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The ``priorsync.*`` metadata of either sketch model."""
+    return {
+        "priorsync.name": name,
+        "priorsync.version": MODEL_VERSION,
+        "priorsync.embedding_dim": str(int(embedding_dim)),
+        **spec.to_metadata(),
+        "priorsync.lesion_classes": json.dumps(list(LESION_CLASSES)),
+        "priorsync.train_command": train_command,
+        "priorsync.training_data": training_data,
+        "priorsync.default_weight": f"{float(default_weight):.2f}",
+        **(extra or {}),
+    }
+
+
+def export_encoder(
+    model: AbnormalityNet | SketchNet,
+    path: Path | str,
+    *,
+    input_name: str,
+    metadata: Mapping[str, str],
+    doc: str,
+) -> Path:
+    """Write one encoder as a checked ONNX file, atomically.
+
+    Parameters
+    ----------
+    model
+        Trained encoder (copied and folded, not modified).
+    path
+        Destination ``.onnx``; written to a temporary file in the same folder
+        and renamed, so readers never see half a model.
+    input_name
+        ``"slices"`` (abnormality) or ``"sketch"``.
+    metadata
+        Custom metadata (:func:`sketch_metadata`), plus the architecture is added.
+    doc
+        The graph's doc string.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folded = fold_batchnorm(model).to("cpu")  # type: ignore[arg-type]
+    cfg = model.config
+    dummy = torch.zeros(2, cfg.in_channels, cfg.input_size, cfg.input_size)
+    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter needs no extra package; torch announces its removal.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(
+                folded,
+                (dummy,),
+                str(tmp),
+                input_names=[input_name],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={input_name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        del proto.metadata_props[:]
+        entries = {**metadata, "priorsync.architecture": json.dumps(cfg.to_dict())}
+        for key, value in entries.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        proto.producer_name = "priorsync"
+        proto.doc_string = doc
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
