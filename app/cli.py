@@ -22,6 +22,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("app.commands.export", "export a current slice and its matched prior slices as PNG"),
     "eval": ("app.commands.eval", "evaluate slice matching on held-out simulated pairs"),
     "train": ("app.commands.train", "train the embedding model and export it to ONNX"),
+    "train-sketch": ("app.commands.train_sketch", "train the sketch-query models, export to ONNX"),
+    "index": ("app.commands.index", "index a folder of CT series for sketch search"),
+    "eval-sketch": (
+        "app.commands.eval_sketch",
+        "evaluate sketch search on held-out inserted lesions and real tumours",
+    ),
 }
 
 

@@ -25,8 +25,10 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "EmbeddingModel",
     "ModelError",
+    "OpenedModel",
     "choose_providers",
     "default_model_path",
+    "open_model_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,92 @@ def _open_session(data: bytes, providers: list[str], path: Path) -> _Loaded:
     return _Loaded(session, provider)
 
 
+@dataclass
+class OpenedModel:
+    """An ONNX model file opened and checked by :func:`open_model_file`.
+
+    Attributes
+    ----------
+    path
+        The file.
+    sha256
+        Hex sha256 of its bytes: the model's identity.
+    session
+        The onnxruntime ``InferenceSession``.
+    provider
+        Execution provider actually in use.
+    metadata
+        The model's custom metadata props.
+    """
+
+    path: Path
+    sha256: str
+    session: object
+    provider: str
+    metadata: dict[str, str]
+
+
+def open_model_file(
+    path: Path,
+    device: str | None,
+    *,
+    kind: str,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    missing_hint: str,
+) -> OpenedModel:
+    """Read, hash and open an ONNX model file, checking its input and output names.
+
+    Shared by every PriorSync model (slice embedding, abnormality, sketch) so
+    all report problems the same way.
+
+    Parameters
+    ----------
+    path
+        The ONNX file.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``; ``PRIORSYNC_DEVICE`` or ``"auto"`` when ``None``.
+    kind
+        What the model is, for messages (``"embedding model"``).
+    inputs, outputs
+        Names the graph must have.
+    missing_hint
+        What the user can do when the file is absent.
+
+    Raises
+    ------
+    ModelError
+        Missing, unreadable, empty, not ONNX, or without the named inputs/outputs.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path} ({missing_hint})")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read the model file {path}: {exc.strerror}") from None
+    if not data:
+        raise ModelError(f"the model file {path} is empty")
+    sha = hashlib.sha256(data).hexdigest()
+    providers = choose_providers(
+        ort.get_available_providers(), device or os.environ.get("PRIORSYNC_DEVICE", "auto")
+    )
+    loaded = _open_session(data, providers, path)
+    session = loaded.session
+    have_in = {i.name for i in session.get_inputs()}  # type: ignore[attr-defined]
+    have_out = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
+    if not set(inputs) <= have_in or not set(outputs) <= have_out:
+        needs = f"input {inputs[0]!r}" if len(inputs) == 1 else f"inputs {list(inputs)}"
+        raise ModelError(
+            f"{path} is not a PriorSync {kind}: it needs {needs} and "
+            f"outputs {list(outputs)}, it has {sorted(have_in)} -> {sorted(have_out)}"
+        )
+    meta = dict(session.get_modelmeta().custom_metadata_map)  # type: ignore[attr-defined]
+    return OpenedModel(path, sha, session, loaded.provider, meta)
+
+
 class EmbeddingModel:
     """A loaded slice-embedding model.
 
@@ -191,36 +279,19 @@ class EmbeddingModel:
         ModelError
             Missing, unreadable, corrupt, or lacking the PriorSync inputs/outputs/metadata.
         """
-        import onnxruntime as ort
-
-        path = Path(path) if path is not None else default_model_path()
-        if not path.is_file():
-            raise ModelError(
-                f"model file not found: {path} (reinstall PriorSync, or train one with "
-                "`priorsync train`, or point PRIORSYNC_MODEL at an .onnx file)"
-            )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read the model file {path}: {exc.strerror}") from None
-        if not data:
-            raise ModelError(f"the model file {path} is empty")
-        sha = hashlib.sha256(data).hexdigest()
-        providers = choose_providers(
-            ort.get_available_providers(), device or os.environ.get("PRIORSYNC_DEVICE", "auto")
+        opened = open_model_file(
+            Path(path) if path is not None else default_model_path(),
+            device,
+            kind="embedding model",
+            inputs=(_INPUT,),
+            outputs=_OUTPUTS,
+            missing_hint=(
+                "reinstall PriorSync, or train one with `priorsync train`, "
+                "or point PRIORSYNC_MODEL at an .onnx file"
+            ),
         )
-        loaded = _open_session(data, providers, path)
-        session = loaded.session
-        inputs = {i.name: i for i in session.get_inputs()}  # type: ignore[attr-defined]
-        outputs = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
-        if _INPUT not in inputs or not set(_OUTPUTS) <= outputs:
-            raise ModelError(
-                f"{path} is not a PriorSync embedding model: it needs input {_INPUT!r} and "
-                f"outputs {list(_OUTPUTS)}, it has {sorted(inputs)} -> {sorted(outputs)}"
-            )
-        meta = dict(session.get_modelmeta().custom_metadata_map)  # type: ignore[attr-defined]
-        model = cls(path, sha, session, loaded.provider, meta)
-        log.info("model %s (%s) on %s", model.name, sha[:12], model.provider)
+        model = cls(opened.path, opened.sha256, opened.session, opened.provider, opened.metadata)
+        log.info("model %s (%s) on %s", model.name, opened.sha256[:12], model.provider)
         return model
 
     @property

@@ -26,3 +26,23 @@ def toy_model(toy_model_path):
 def ct_phantom():
     """The :func:`engine_helpers.phantom_volume` factory."""
     return phantom_volume
+
+
+@pytest.fixture(scope="session")
+def toy_sketch_paths(tmp_path_factory) -> tuple[Path, Path]:
+    """``(abnormality, sketch)`` toy model files (see ``sketch_helpers``)."""
+    from sketch_helpers import write_toy_abnormality_model, write_toy_sketch_model
+
+    folder = tmp_path_factory.mktemp("sketch-models")
+    return (
+        write_toy_abnormality_model(folder / "abn.onnx"),
+        write_toy_sketch_model(folder / "sketch.onnx"),
+    )
+
+
+@pytest.fixture(scope="session")
+def toy_sketch_models(toy_sketch_paths):
+    """The toy sketch models, loaded on the CPU."""
+    from app.ml.sketch_models import SketchModels
+
+    return SketchModels.load(*toy_sketch_paths, device="cpu")

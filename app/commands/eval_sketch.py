@@ -1,0 +1,97 @@
+"""``priorsync eval-sketch``: sketch-search accuracy on held-out lesions and real tumours.
+
+Prints hit@1, hit@10 and mAP for the models' default weight, the anatomy-only
+baseline (w = 0) and the sketch alone (w = 1), overall and per lesion class;
+``--json FILE`` writes every figure and per-query result. See
+:mod:`app.ml.sketch_eval`. Source volumes are fetched from PyPI when absent
+(as ``priorsync eval`` does); the real-tumour part needs the shared data
+folder's tumour masks and is reported as not run without them.
+
+Exit codes: 0 success, 2 no usable source volume, 3 a model is missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``priorsync eval-sketch``."""
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--patients-per-volume",
+        type=int,
+        default=4,
+        metavar="N",
+        help="simulated lesion patients per held-out volume (default 4)",
+    )
+    parser.add_argument(
+        "--sketches-per-lesion", type=int, default=2, help="queries per lesion (default 2)"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="anatomy ONNX model (default: the shipped one)"
+    )
+    parser.add_argument(
+        "--abnormality-model", type=Path, default=None, help="abnormality ONNX model"
+    )
+    parser.add_argument("--sketch-model", type=Path, default=None, help="sketch ONNX model")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where the models run (default: CUDA when available, else CPU)",
+    )
+
+
+def _error(message: str) -> None:
+    print(f"priorsync eval-sketch: error: {message}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``priorsync eval-sketch``; returns the exit code."""
+    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.sketch_eval import format_sketch_report, load_eval_sources, run_sketch_eval
+    from app.ml.sketch_models import SketchModels
+
+    if args.patients_per_volume < 1 or args.sketches_per_lesion < 1:
+        _error("--patients-per-volume and --sketches-per-lesion must be at least 1")
+        return 2
+    try:
+        model = EmbeddingModel.load(args.model, device=args.device)
+        sketch_models = SketchModels.load(
+            args.abnormality_model, args.sketch_model, device=args.device
+        )
+    except ModelError as exc:
+        _error(str(exc))
+        return 3
+
+    def progress(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    try:
+        sources = load_eval_sources(progress)
+        report = run_sketch_eval(
+            model,
+            sketch_models,
+            sources,
+            seed=args.seed,
+            patients_per_volume=args.patients_per_volume,
+            sketches_per_lesion=args.sketches_per_lesion,
+            progress=progress,
+        )
+    except ValueError as exc:
+        _error(str(exc))
+        return 2
+    print(format_sketch_report(report))
+    if args.json is not None:
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(report.to_dict(), indent=1))
+        tmp.replace(args.json)
+        print(f"results written to {args.json}")
+    return 0
