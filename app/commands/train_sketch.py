@@ -24,8 +24,8 @@ __all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 2000
-DEFAULT_BANK_SCANS = 3
+DEFAULT_STEPS = 4000
+DEFAULT_BANK_SCANS = 6
 SOURCE_LICENCES = {
     "chest-angio": "totalsegmentator 2.18.0 sdist, Apache-2.0",
     "upper-abdomen-dicom": "totalsegmentator 2.18.0 sdist, Apache-2.0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -73,9 +74,30 @@ def tiny_config(steps: int) -> SketchTrainConfig:
     )
 
 
-def test_batch_layout_pairs_each_sketch_with_its_lesion() -> None:
+NO_BASE_AUGMENT = dataclasses.replace(
+    DATA, base_rotation_deg=0.0, base_scale=0.0, base_shift_px=0.0, base_flip=0.0
+)
+
+
+def test_base_slices_are_augmented_before_lesions_are_placed() -> None:
     bank = toy_bank()
     batch = LesionBatchSampler(bank, np.random.default_rng(0), SPEC, DATA).sample()
+    b = DATA.bases
+    plain = window_channels(bank.images[batch.image_base[b : 2 * b]].astype(np.float32), SPEC)
+    # The clean slots show moved/rotated bodies, not the bank's own pixels...
+    assert not np.allclose(batch.images[b : 2 * b], plain, atol=0.02)
+    # ...and every lesion still sits on the body of its (augmented) image.
+    soft = batch.images[:, 1]
+    for slot in [*range(b), *range(2 * b, 3 * b)]:
+        inside = batch.image_mask[slot] >= 0.5
+        assert inside.any()
+        assert np.mean(batch.images[b + slot % b, 0][inside] > 0.0) > 0.9
+    assert soft.shape[0] == 3 * b
+
+
+def test_batch_layout_pairs_each_sketch_with_its_lesion() -> None:
+    bank = toy_bank()
+    batch = LesionBatchSampler(bank, np.random.default_rng(0), SPEC, NO_BASE_AUGMENT).sample()
     b = DATA.bases
     assert batch.images.shape == (3 * b, 3, 64, 64) and batch.images.dtype == np.float32
     assert batch.sketches.shape == (2 * b, 3, 64, 64)
@@ -98,7 +120,7 @@ def test_batch_layout_pairs_each_sketch_with_its_lesion() -> None:
         # The lesion image differs from its clean base.
         base_slot = b + owner % b
         assert np.abs(batch.images[owner] - batch.images[base_slot]).max() > 0.02
-    again = LesionBatchSampler(bank, np.random.default_rng(0), SPEC, DATA).sample()
+    again = LesionBatchSampler(bank, np.random.default_rng(0), SPEC, NO_BASE_AUGMENT).sample()
     assert np.array_equal(again.images, batch.images)
     assert np.array_equal(again.sketches, batch.sketches)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.ml.preprocess import InputSpec, prepare_hu_slices, window_channels
+from app.ml.preprocess import AIR_HU, InputSpec, prepare_hu_slices, window_channels
 from app.sim.lesions import (
     LESION_CLASSES,
     LesionShape,
@@ -189,6 +189,15 @@ class SketchDataConfig:
         area-averaged, so its edges are fractional coverage like
         :func:`app.ml.preprocess.labels_to_input` gives for a full-resolution
         drawing.
+    base_rotation_deg, base_scale, base_shift_px, base_flip
+        Geometric augmentation of each base slice *before* its lesions are
+        placed (so lesions and sketches follow it): rotation up to
+        ``base_rotation_deg``, isotropic scale ``1 +/- base_scale``, shift up to
+        ``base_shift_px``, left-right flip with probability ``base_flip``. Four
+        training volumes give only a few hundred distinct slices; without this
+        the abnormality network learned each bank slice's clean look by heart
+        and flagged "differs from the slice I remember", which finds no
+        lesion in a body it has never seen.
     """
 
     bases: int = 16
@@ -198,6 +207,10 @@ class SketchDataConfig:
     scale_jitter: float = 0.2
     simplify_mm: float = 3.0
     supersample: int = 2
+    base_rotation_deg: float = 20.0
+    base_scale: float = 0.15
+    base_shift_px: float = 8.0
+    base_flip: float = 0.5
 
 
 @dataclass
@@ -261,6 +274,7 @@ class LesionBatchSampler:
         self.rng = rng
         self.spec = spec
         self.config = config or SketchDataConfig()
+        self._by_volume = [np.flatnonzero(bank.volume == v) for v in np.unique(bank.volume)]
 
     # -- lesions ------------------------------------------------------------------
     def _diameter(self) -> float:
@@ -329,10 +343,39 @@ class LesionBatchSampler:
         return out
 
     # -- batches ------------------------------------------------------------------
+    def _augment_base(self, hu: np.ndarray) -> np.ndarray:
+        """Randomly rotate, scale, shift and flip a base slice (about the body centre)."""
+        cfg = self.config
+        size = hu.shape[0]
+        angle = float(self.rng.uniform(-cfg.base_rotation_deg, cfg.base_rotation_deg))
+        scale = float(self.rng.uniform(1.0 - cfg.base_scale, 1.0 + cfg.base_scale))
+        shift = self.rng.uniform(-cfg.base_shift_px, cfg.base_shift_px, size=2)
+        flip = bool(self.rng.random() < cfg.base_flip)
+        half = (size - 1) / 2.0
+        matrix = cv2.getRotationMatrix2D((half, half), angle, scale)
+        matrix[:, 2] += shift
+        if flip:
+            # x -> size - 1 - x after the rotation: the body stays centred.
+            matrix[0] = -matrix[0]
+            matrix[0, 2] += size - 1
+        return cv2.warpAffine(
+            hu,
+            matrix,
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=float(AIR_HU),
+        )
+
     def _base(self) -> tuple[int, np.ndarray, _Lesion, _Lesion]:
         for _ in range(50):
-            idx = int(self.rng.integers(self.bank.n_slices))
-            hu = self.bank.images[idx].astype(np.float32)
+            # Each training volume (body region) equally often: otherwise 300
+            # head-and-neck slices drown the 50 of upper abdomen, and the
+            # network rarely sees a lesion in liver, spleen or kidney.
+            volume = int(self.rng.integers(len(self._by_volume)))
+            members = self._by_volume[volume]
+            idx = int(members[int(self.rng.integers(len(members)))])
+            hu = self._augment_base(self.bank.images[idx].astype(np.float32))
             kinds = list(LESION_CLASSES)
             self.rng.shuffle(kinds)
             first = self._new_lesion(hu, kinds)

@@ -53,7 +53,7 @@ class SketchTrainConfig:
     """Every setting that shapes the trained weights (stored with the models)."""
 
     seed: int = 0
-    steps: int = 2000
+    steps: int = 4000
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
