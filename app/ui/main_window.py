@@ -33,6 +33,8 @@ from app.ui.reformat import Reformat, sagittal_reformat
 from app.ui.resources import icon
 from app.ui.saliency_overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
 from app.ui.scout_view import shows_outside_level
+from app.ui.sketch_dock import SketchDock, WindowLink
+from app.ui.sketch_query import SketchQuery
 from app.ui.skipped_files import SkippedFilesDock
 from app.ui.study_browser import StudyBrowser
 from app.ui.viewport import ViewportView
@@ -55,6 +57,7 @@ CONTROLS_HELP = (
     "N / Shift+N in a synced viewport: next / previous match candidate\n"
     "S: saliency overlay (where the model sees the match) on synced slices\n"
     "Ctrl+E: export the synced slices as one image · Ctrl+Shift+E: a slice range\n"
+    "Ctrl+K: sketch query (draw an abnormality on a normal slice, find similar slices)\n"
     "Click a viewport to direct keys to it; the toolbar links window, zoom/pan and slices."
 )
 # Shown in Help ▸ About: (component, what it is used for, licence).
@@ -189,6 +192,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.skipped_dock = SkippedFilesDock(self)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.skipped_dock)
         self.skipped_dock.hide()
+        # Sketch query: find slices showing an abnormality drawn on a normal slice.
+        self.sketch_query = SketchQuery(self.anatomy.engine, self)
+        self.sketch_dock = SketchDock(self.sketch_query, WindowLink(self), self.preferences, self)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.sketch_dock)
+        self.sketch_dock.hide()
+        self.settled.connect(self.sketch_dock.on_window_settled)
         self._build_actions()
         self._build_status_bar()
 
@@ -356,6 +365,10 @@ class MainWindow(QtWidgets.QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.browser.toggleViewAction())
         view_menu.addAction(self.skipped_dock.toggleViewAction())
+        self.sketch_action = self.sketch_dock.toggleViewAction()
+        self.sketch_action.setText("S&ketch query")
+        self.sketch_action.setShortcut(QtGui.QKeySequence("Ctrl+K"))
+        view_menu.addAction(self.sketch_action)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(
             self._action("&Mouse and keys…", self.show_controls, shortcut=keys.HelpContents)
@@ -1172,6 +1185,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.anatomy.shutdown()
         self.saliency.shutdown()
         self.exports.shutdown()
+        self.sketch_query.shutdown()
         self._side_pool.clear()
         self._side_pool.waitForDone(10000)
         self._clear_views()

@@ -30,6 +30,8 @@ _LINK_CAMERA = "sync/linkCamera"
 _SYNC_SLICES = "sync/syncSlices"
 _OPACITY = "saliency/opacity"
 _COLORMAP = "saliency/colormap"
+_SKETCH_ARCHIVE = "sketch/archive"
+_SKETCH_FOLDER = "sketch/folder"
 # One group per preset name: "presets/<name>/center" and ".../width" (HU).
 _PRESETS = "presets"
 
@@ -172,6 +174,23 @@ class Preferences:
     def set_saliency_colormap(self, name: str) -> None:
         """Remember the overlay colour map."""
         self._settings.setValue(_COLORMAP, name)
+
+    # -- sketch query ----------------------------------------------------------------------
+    def sketch_archive(self) -> str:
+        """The archive folder last searched by sketch (made by ``priorsync index``), or ``""``."""
+        return self._str(_SKETCH_ARCHIVE) or ""
+
+    def set_sketch_archive(self, folder: Path | str) -> None:
+        """Remember the archive folder searched by sketch."""
+        self._settings.setValue(_SKETCH_ARCHIVE, str(folder))
+
+    def sketch_folder(self) -> str:
+        """The folder sketch PNGs were last loaded from or saved to, or ``""``."""
+        return self._str(_SKETCH_FOLDER) or ""
+
+    def set_sketch_folder(self, folder: Path | str) -> None:
+        """Remember the folder of the last sketch PNG loaded or saved."""
+        self._settings.setValue(_SKETCH_FOLDER, str(folder))
 
     # -- window/level presets --------------------------------------------------------------
     def _float(self, key: str) -> float | None:
