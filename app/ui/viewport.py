@@ -417,9 +417,12 @@ class ViewportView(QtWidgets.QFrame):
         below_banner = row2 + (self.banner.height() + 4 if self.banner.isVisible() else 0)
         self.candidates_label.move(m, below_banner)
         self.slice_label.move(m, h - self.slice_label.height() - m)
-        self.window_label.move(
-            w - self.window_label.width() - m, h - self.window_label.height() - m
-        )
+        window_y = h - self.window_label.height() - m
+        if self.slice_label.geometry().right() + m >= w - self.window_label.width() - m:
+            # A narrow viewport (side view open, many dates, a dock): the two
+            # bottom corners would overprint each other, so W/L goes up a row.
+            window_y = self.slice_label.geometry().top() - self.window_label.height() - 2
+        self.window_label.move(w - self.window_label.width() - m, window_y)
         self.zoom_label.move(w - self.zoom_label.width() - m, m)
         labels = self.orientation_labels
         for label in labels.values():
@@ -427,9 +430,12 @@ class ViewportView(QtWidgets.QFrame):
         labels["left"].move(m, (h - labels["left"].height()) // 2)
         labels["right"].move(w - labels["right"].width() - m, (h - labels["right"].height()) // 2)
         labels["top"].move((w - labels["top"].width()) // 2, m)
-        labels["bottom"].move(
-            (w - labels["bottom"].width()) // 2, h - labels["bottom"].height() - m
-        )
+        bottom = labels["bottom"]
+        bottom.move((w - bottom.width()) // 2, h - bottom.height() - m)
+        for corner in (self.slice_label, self.window_label):
+            if corner.isVisible() and bottom.geometry().intersects(corner.geometry()):
+                # Keep the orientation letter readable above the corner text.
+                bottom.move(bottom.x(), min(bottom.y(), corner.y() - bottom.height() - 2))
 
     # -- screen -> state -------------------------------------------------------------
     def _on_slider(self, value: int) -> None:

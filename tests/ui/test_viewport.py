@@ -208,3 +208,24 @@ def test_zoom_and_pan_move_the_view_range(view):
     s.pan_by(10.0, 0.0)
     (p0, p1), _ = view.view_box.viewRange()
     assert (p0 + p1) / 2 == pytest.approx((z0 + z1) / 2 + 10.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("width", [520, 150])
+def test_corner_texts_never_overprint(view, qtbot, width):
+    view.resize(width, 420)
+    qtbot.wait(20)
+    view._place_overlays()
+    if width == 150:
+        # As narrow as the widget goes: the corner texts cannot both fit on one row.
+        host = view.graphics.viewport().width()
+        assert view.slice_label.width() + view.window_label.width() + 18 > host
+    slice_box = view.slice_label.geometry()
+    window_box = view.window_label.geometry()
+    assert not slice_box.intersects(window_box)
+    bottom = view.orientation_labels["bottom"]
+    if bottom.isVisible():
+        assert not bottom.geometry().intersects(slice_box)
+        assert not bottom.geometry().intersects(window_box)
+    if width == 520:
+        # Wide enough: both sit on the bottom row.
+        assert slice_box.bottom() == window_box.bottom()
