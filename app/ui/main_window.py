@@ -280,6 +280,9 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         self.cancel_action = self._action("Cancel loading", self.loader.cancel, icon_name="cancel")
         self.cancel_action.setEnabled(False)
+        # Only while something loads: a greyed "cancel" at rest reads as a control
+        # that should work and does not.
+        self.cancel_action.setVisible(False)
         self.link_window_action = self._action(
             "Link W/L",
             lambda on: self.sync.set_enabled(Channel.VOI, on),
@@ -590,6 +593,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_busy(self, busy: bool) -> None:
         self.cancel_action.setEnabled(busy)
+        self.cancel_action.setVisible(busy)
         self.cancel_button.setVisible(busy)
         self.progress_bar.setVisible(busy)
         if busy:

@@ -171,13 +171,16 @@ def test_cancel_stops_a_running_scan(qtbot):
     win = MainWindow(Loader(backend))
     qtbot.addWidget(win)
     win.show()
+    assert not win.cancel_action.isVisible()  # nothing loading yet: no cancel to offer
     win.open_paths(["/data/new"])
     qtbot.waitUntil(lambda: win.cancel_action.isEnabled(), timeout=2000)
+    assert win.cancel_action.isVisible()
     assert win.progress_bar.isVisible()
     with qtbot.waitSignal(win.loader.cancelled, timeout=2000):
         win.cancel_action.trigger()
     qtbot.waitUntil(lambda: not win.loader.is_busy, timeout=3000)
     assert win.views == {} and not win.cancel_action.isEnabled()
+    assert not win.cancel_action.isVisible()
     win.shutdown()
 
 
