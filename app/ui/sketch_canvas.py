@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.imaging import Window, window_to_uint8
 from app.core.sketch import SKETCH_CLASSES, SketchCanvasModel
+from app.core.state import edge_labels
 from app.core.volume import Volume
 
 __all__ = ["OVERLAY_ALPHA", "SOFT_TISSUE", "SketchCanvas", "SketchViewBox", "sketch_rgba"]
@@ -145,6 +146,17 @@ class SketchCanvas(QtWidgets.QWidget):
         self._cursor_at: QtCore.QPointF | None = None
         self.view_box.hovered.connect(self._on_hover)
 
+        # Orientation letters as in the viewports, so a lesion is drawn on the
+        # side the reader means (R is on the screen's left).
+        host = self.graphics.viewport()
+        self.orientation_labels: dict[str, QtWidgets.QLabel] = {}
+        for edge in ("left", "right", "top", "bottom"):
+            label = QtWidgets.QLabel(host)
+            label.setObjectName("orientation")
+            label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            self.orientation_labels[edge] = label
+        host.installEventFilter(self)
+
         self.hint = QtWidgets.QLabel(
             "No template yet: show a slice of normal anatomy in a viewport,\n"
             "then press “Use current slice”."
@@ -177,8 +189,29 @@ class SketchCanvas(QtWidgets.QWidget):
         self.image_item.setRect(rect)
         self.overlay_item.setRect(rect)
         self._paint_labels()
+        for edge, text in edge_labels(volume.geometry.direction).items():
+            self.orientation_labels[edge].setText(text)
         self.stack.setCurrentWidget(self.graphics)
+        self._place_orientation_labels()
         self.fit()
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if event.type() == QtCore.QEvent.Type.Resize and watched is self.graphics.viewport():
+            self._place_orientation_labels()
+        return False
+
+    def _place_orientation_labels(self) -> None:
+        host = self.graphics.viewport()
+        w, h, m = host.width(), host.height(), 6
+        labels = self.orientation_labels
+        for label in labels.values():
+            label.adjustSize()
+        labels["left"].move(m, (h - labels["left"].height()) // 2)
+        labels["right"].move(w - labels["right"].width() - m, (h - labels["right"].height()) // 2)
+        labels["top"].move((w - labels["top"].width()) // 2, m)
+        labels["bottom"].move(
+            (w - labels["bottom"].width()) // 2, h - labels["bottom"].height() - m
+        )
 
     def clear_template(self) -> None:
         """Show the "no template" hint again (the template series was closed)."""

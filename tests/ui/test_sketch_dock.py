@@ -80,6 +80,17 @@ def test_use_current_slice_takes_the_active_viewport(qtbot, hung):
     assert dock.model.shape == volume.voxels.shape[1:]
 
 
+def test_canvas_shows_the_viewports_orientation_letters(qtbot, hung):
+    view = hung.active_view
+    dock = with_template(qtbot, hung)
+    letters = {edge: label.text() for edge, label in dock.canvas.orientation_labels.items()}
+    assert letters == view.state.orientation_labels
+    assert letters["left"] == "R" and letters["top"] == "A"
+    host = dock.canvas.graphics.viewport().rect()
+    for label in dock.canvas.orientation_labels.values():
+        assert host.contains(label.geometry())
+
+
 def test_mouse_stroke_draws_and_undo_redo(qtbot, hung):
     dock = with_template(qtbot, hung)
     dock.model.set_brush_radius_mm(1.0)
