@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,7 +27,15 @@ from app.ml.train.data import PairSampler, SliceBank
 from app.ml.train.loss import batch_top1_error_mm, soft_target_contrastive_loss
 from app.ml.train.model import EmbeddingNet, NetConfig
 
-__all__ = ["TrainConfig", "TrainResult", "set_threads", "train"]
+__all__ = [
+    "ScheduleConfig",
+    "TrainConfig",
+    "TrainResult",
+    "lr_at",
+    "save_checkpoint",
+    "set_threads",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +77,24 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(max(1, int(n)))
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 2 % of the peak."""
+class ScheduleConfig(Protocol):
+    """What :func:`lr_at` reads from a training configuration."""
+
+    lr: float
+    warmup_steps: int
+    steps: int
+
+
+def lr_at(step: int, cfg: ScheduleConfig) -> float:
+    """Linear warm-up, then cosine decay to 2 % of the peak (shared by both trainings)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=path.parent)
     os.close(fd)
@@ -164,7 +182,7 @@ def train(
         end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
         for step in range(start, end):
             for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step, cfg)
+                group["lr"] = lr_at(step, cfg)
             batch = sampler.sample()
             x = augment(torch.from_numpy(batch.images), spec, gen, cfg.augment)
             z = torch.from_numpy(batch.z)
@@ -188,7 +206,7 @@ def train(
                     "step": done,
                     "loss": round(loss_avg, 5),
                     "top1_mm": round(err_avg, 3),
-                    "lr": _lr_at(step, cfg),
+                    "lr": lr_at(step, cfg),
                     "steps_per_s": round(steps_per_s, 4),
                 }
                 log.info(
@@ -203,7 +221,7 @@ def train(
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
             if ckpt_path is not None and (done % checkpoint_every == 0 or done == end):
-                _save_checkpoint(
+                save_checkpoint(
                     ckpt_path,
                     {
                         "config": cfg.to_dict(),

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch.nn.functional as F
 
 from app.ml.preprocess import InputSpec
 from app.ml.train.augment import AugmentConfig, augment
+from app.ml.train.loop import lr_at, save_checkpoint
 from app.ml.train.sketch_data import HUBank, LesionBatchSampler, SketchDataConfig
 from app.ml.train.sketch_loss import (
     lesion_map_loss,
@@ -80,25 +79,6 @@ class SketchTrainResult:
     final_top1: float
     final_beats_clean: float
     steps_per_s: float
-
-
-def _lr_at(step: int, cfg: SketchTrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 2 % of the peak."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def train_sketch(
@@ -175,7 +155,7 @@ def train_sketch(
     try:
         for step in range(start, cfg.steps):
             for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step, cfg)
+                group["lr"] = lr_at(step, cfg)
             batch = sampler.sample()
             x = augment(torch.from_numpy(batch.images), spec, gen, cfg.augment)
             s = torch.from_numpy(batch.sketches)
@@ -224,7 +204,7 @@ def train_sketch(
                     "loss": round(loss_avg, 5),
                     "top1": round(top1_avg, 4),
                     "beats_clean": round(beats_avg, 4),
-                    "lr": _lr_at(step, cfg),
+                    "lr": lr_at(step, cfg),
                     "steps_per_s": round(steps_per_s, 4),
                 }
                 log.info(
@@ -240,7 +220,7 @@ def train_sketch(
                     metrics_file.write(json.dumps(record) + "\n")
                     metrics_file.flush()
             if ckpt_path is not None and (done % checkpoint_every == 0 or done == cfg.steps):
-                _save_checkpoint(
+                save_checkpoint(
                     ckpt_path,
                     {
                         "config": cfg.to_dict(),
