@@ -28,6 +28,7 @@ __all__ = [
     "OpenedModel",
     "choose_providers",
     "default_model_path",
+    "embed_in_batches",
     "open_model_file",
 ]
 
@@ -363,12 +364,47 @@ class EmbeddingModel:
         np.ndarray
             ``(n_slices, D)`` float32, L2-normalised.
         """
-        n = volume.n_slices
-        out = np.empty((n, self.embedding_dim), dtype=np.float32)
-        batch_size = max(1, int(batch_size))
-        for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
-            out[idx] = self.embed_slices(volume, idx)
-            if progress is not None:
-                progress(int(idx[-1]) + 1, n)
-        return out
+        return embed_in_batches(
+            volume.n_slices,
+            self.embedding_dim,
+            lambda idx: self.embed_slices(volume, idx),
+            batch_size,
+            progress,
+        )
+
+
+def embed_in_batches(
+    n: int,
+    dim: int,
+    embed: Callable[[np.ndarray], np.ndarray],
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Run ``embed(indices) -> (len(indices), dim)`` over ``0..n-1`` in batches.
+
+    Parameters
+    ----------
+    n
+        Number of slices.
+    dim
+        Length of one code.
+    embed
+        Codes of a batch of slice indices.
+    batch_size
+        Slices per call (memory vs. call overhead).
+    progress
+        Called with ``(slices_done, n)`` after each batch.
+
+    Returns
+    -------
+    np.ndarray
+        ``(n, dim)`` float32.
+    """
+    out = np.empty((n, dim), dtype=np.float32)
+    batch_size = max(1, int(batch_size))
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(n, start + batch_size))
+        out[idx] = embed(idx)
+        if progress is not None:
+            progress(int(idx[-1]) + 1, n)
+    return out

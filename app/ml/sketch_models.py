@@ -29,7 +29,7 @@ from app.ml.preprocess import (
     labels_to_input,
     prepare_slices,
 )
-from app.ml.runtime import ModelError, OpenedModel, open_model_file
+from app.ml.runtime import ModelError, OpenedModel, embed_in_batches, open_model_file
 from app.paths import models_dir
 
 __all__ = [
@@ -286,15 +286,13 @@ class SketchModels:
         np.ndarray
             ``(n_slices, Db)`` float32, L2-normalised.
         """
-        n = volume.n_slices
-        out = np.empty((n, self.abnormality_dim), dtype=np.float32)
-        batch_size = max(1, int(batch_size))
-        for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
-            out[idx] = self.abnormality_inputs(prepare_slices(volume, idx, self.spec))
-            if progress is not None:
-                progress(int(idx[-1]) + 1, n)
-        return out
+        return embed_in_batches(
+            volume.n_slices,
+            self.abnormality_dim,
+            lambda idx: self.abnormality_inputs(prepare_slices(volume, idx, self.spec)),
+            batch_size,
+            progress,
+        )
 
     def check_sketch(self, volume: Volume, k: int, labels: np.ndarray) -> None:
         """Raise :class:`SketchError` when a sketch cannot be searched for.
