@@ -53,6 +53,18 @@ class ScanSlices:
         return float(self.z[0]), float(self.z[-1])
 
 
+def save_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an uncompressed ``.npz`` via a temp file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 @dataclass
 class SliceBank:
     """All scans of all training volumes."""
@@ -75,14 +87,7 @@ class SliceBank:
             arrays[f"images_{i}"] = s.images
             arrays[f"z_{i}"] = s.z
             arrays[f"vol_{i}"] = np.array(s.volume_index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        save_npz_atomically(path, arrays)
 
     @classmethod
     def load(cls, path: Path) -> SliceBank:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import cv2
 import numpy as np
 
 from app.ml.preprocess import AIR_HU, InputSpec, prepare_hu_slices, window_channels
+from app.ml.train.data import save_npz_atomically
 from app.sim.lesions import (
     LESION_CLASSES,
     LesionShape,
@@ -73,19 +72,14 @@ class HUBank:
 
     def save(self, path: Path) -> None:
         """Write atomically as an uncompressed ``.npz``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    volume_names=np.array(self.volume_names),
-                    images=self.images,
-                    volume=self.volume,
-                )
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        save_npz_atomically(
+            path,
+            {
+                "volume_names": np.array(self.volume_names),
+                "images": self.images,
+                "volume": self.volume,
+            },
+        )
 
     @classmethod
     def load(cls, path: Path) -> HUBank:
