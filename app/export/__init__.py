@@ -5,7 +5,7 @@
 - :mod:`app.export.pairs`: panels from the engine's matches or the viewer's viewports,
   and encoding them to file bytes.
 - :mod:`app.export.formats`: exporter registry (PNG) and file metadata policy.
-- :mod:`app.export.safe_write`: atomic, no-clobber writes with errors in words.
+- :mod:`app.export.safe_write`: atomic, no-clobber writes (:mod:`app.io.safe_write`) raising export errors.
 - :mod:`app.export.names`: identifier-free file names.
 - :mod:`app.export.batch`: every matched pair over a slice range, cancellable.
 - :mod:`app.export.overlays`: similarity-saliency colouring (imports onnx; load on demand).

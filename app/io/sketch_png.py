@@ -11,9 +11,6 @@ than none). Saving is atomic and never replaces an existing file unless asked.
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -21,6 +18,7 @@ import numpy as np
 
 from app.core.sketch import SKETCH_CLASSES
 from app.io.errors import LoadError
+from app.io.safe_write import TargetExistsError, WriteError, safe_write
 
 __all__ = [
     "PNG_SIGNATURE",
@@ -197,9 +195,8 @@ def load_sketch_png(path: Path | str, expected_shape: tuple[int, int] | None = N
 def save_sketch_png(path: Path | str, labels: np.ndarray, overwrite: bool = False) -> Path:
     """Write the sketch to ``path`` as a PNG, atomically.
 
-    The bytes go to a temporary file beside the target, which then takes the
-    target's name (a hard link when not overwriting, refused by the system if
-    the name is taken meanwhile), so no partial file is ever left.
+    Written by :func:`app.io.safe_write.safe_write`: no partial file is ever
+    left, and a file of that name (even one that appears meanwhile) is kept.
 
     Raises
     ------
@@ -208,63 +205,10 @@ def save_sketch_png(path: Path | str, labels: np.ndarray, overwrite: bool = Fals
     SketchFileError
         It could not be written; the message says why.
     """
-    path = Path(path)
     data = encode_sketch_png(labels)
-    if path.is_dir():
-        raise SketchFileError(f"cannot save to {path}: it is a folder")
-    if not overwrite and os.path.lexists(path):
-        raise SketchExistsError(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise SketchFileError(f"cannot save to {path}: the folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise SketchFileError(f"cannot write to {folder}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _publish_no_clobber(tmp, path)
-    except SketchFileError:
-        _remove_quietly(tmp)
-        raise
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise SketchFileError(f"could not save {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    return path
-
-
-# Hard links are how a no-clobber write stays atomic; these errors mean the file
-# system cannot link (FAT, some network shares), not that writing is refused.
-_NO_LINK = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.ENOSYS}
-
-
-def _publish_no_clobber(tmp: str, path: Path) -> None:
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise SketchExistsError(path) from None
-    except OSError as exc:
-        if exc.errno not in _NO_LINK:
-            raise
-        if os.path.lexists(path):
-            raise SketchExistsError(path) from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass  # the original error is the one worth reporting
+        return safe_write(path, data, overwrite=overwrite)
+    except TargetExistsError as exc:
+        raise SketchExistsError(exc.path) from None
+    except WriteError as exc:
+        raise SketchFileError(str(exc)) from None

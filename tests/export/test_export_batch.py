@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-import app.export.safe_write as sw
+import app.io.safe_write as sw
 from app.core.imaging import PRESETS, window_to_uint8
 from app.core.volume import Volume
 from app.export.batch import BatchExportError, export_matched_pairs
@@ -152,3 +152,15 @@ def test_bad_slice_range(pair, tmp_path) -> None:
     with pytest.raises(ExportError, match=r"slice 10 is outside the current series \(0..9\)"):
         export_matched_pairs(current, prior, result, tmp_path, window=WINDOW, slices=[9, 10])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_safe_write_reports_failures_as_export_errors(tmp_path) -> None:
+    from app.export.errors import ExportError, ExportExistsError
+    from app.export.safe_write import safe_write
+
+    path = safe_write(tmp_path / "a.png", b"one")
+    with pytest.raises(ExportExistsError) as info:
+        safe_write(path, b"two")
+    assert info.value.path == path and path.read_bytes() == b"one"
+    with pytest.raises(ExportError, match="does not exist"):
+        safe_write(tmp_path / "missing" / "a.png", b"x")

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-import app.export.safe_write as sw
-from app.export.errors import ExportError, ExportExistsError
-from app.export.safe_write import describe_os_error, safe_write
+import app.io.safe_write as sw
+from app.io.safe_write import TargetExistsError, WriteError, describe_os_error, safe_write
 
 
 def listing(folder) -> list[str]:
@@ -32,7 +31,7 @@ def test_writes_with_default_permissions(tmp_path) -> None:
 def test_never_overwrites_silently(tmp_path) -> None:
     path = tmp_path / "a.png"
     path.write_bytes(b"old")
-    with pytest.raises(ExportExistsError, match="already exists") as info:
+    with pytest.raises(TargetExistsError, match="already exists") as info:
         safe_write(path, b"new")
     assert info.value.path == path
     assert path.read_bytes() == b"old"
@@ -50,7 +49,7 @@ def test_a_file_appearing_while_writing_is_not_clobbered(tmp_path, monkeypatch) 
         real_write(fd, data)
 
     monkeypatch.setattr(sw, "_write_all", racing_write)
-    with pytest.raises(ExportExistsError):
+    with pytest.raises(TargetExistsError):
         safe_write(path, b"ours")
     assert path.read_bytes() == b"someone else's"
     assert listing(tmp_path) == ["a.png"]  # no temporary file left
@@ -63,7 +62,7 @@ def test_file_systems_without_hard_links_still_refuse_to_overwrite(tmp_path, mon
     monkeypatch.setattr(sw.os, "link", no_link)
     safe_write(tmp_path / "a.png", b"one")
     assert (tmp_path / "a.png").read_bytes() == b"one"
-    with pytest.raises(ExportExistsError):
+    with pytest.raises(TargetExistsError):
         safe_write(tmp_path / "a.png", b"two")
     assert listing(tmp_path) == ["a.png"]
 
@@ -79,7 +78,7 @@ def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch) -> None:
         return real_write(fd, bytes(data[: len(data) // 2]))  # a short write, then the disk fills
 
     monkeypatch.setattr(sw.os, "write", write_then_fail)
-    with pytest.raises(ExportError, match=r"could not write .*a\.png: the disk is full"):
+    with pytest.raises(WriteError, match=r"could not write .*a\.png: the disk is full"):
         safe_write(tmp_path / "a.png", b"x" * 10_000)
     monkeypatch.undo()
     assert calls  # the partial write really happened
@@ -93,7 +92,7 @@ def test_failure_at_the_final_rename_leaves_nothing(tmp_path, monkeypatch) -> No
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(sw.os, "replace", failing_replace)
-    with pytest.raises(ExportError, match="input/output error"):
+    with pytest.raises(WriteError, match="input/output error"):
         safe_write(tmp_path / "a.png", b"new", overwrite=True)
     assert listing(tmp_path) == ["a.png"]
     assert (tmp_path / "a.png").read_bytes() == b"old"
@@ -118,7 +117,7 @@ def test_read_only_folder(tmp_path) -> None:
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        with pytest.raises(ExportError, match="permission denied"):
+        with pytest.raises(WriteError, match="permission denied"):
             safe_write(folder / "a.png", b"x")
         assert listing(folder) == []
     finally:
@@ -134,15 +133,15 @@ def test_unwritable_folder_mocked(tmp_path, monkeypatch, code, words) -> None:
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(sw.tempfile, "mkstemp", refuse)
-    with pytest.raises(ExportError, match=f"cannot write to .*: {words}"):
+    with pytest.raises(WriteError, match=f"cannot write to .*: {words}"):
         safe_write(tmp_path / "a.png", b"x")
     assert listing(tmp_path) == []
 
 
 def test_bad_targets(tmp_path) -> None:
-    with pytest.raises(ExportError, match="does not exist"):
+    with pytest.raises(WriteError, match="does not exist"):
         safe_write(tmp_path / "missing" / "a.png", b"x")
-    with pytest.raises(ExportError, match="it is a folder"):
+    with pytest.raises(WriteError, match="it is a folder"):
         safe_write(tmp_path, b"x", overwrite=True)
 
 
