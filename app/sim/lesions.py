@@ -8,11 +8,18 @@ random ellipse, soft-edged) placed inside the body in tissue where that kind
 of finding is conspicuous and plausible:
 
 * ``mass`` (label 1): soft-tissue density (20-60 HU) replacing what was
-  there, in lung parenchyma (a nodule) or in soft tissue / fat;
-* ``hypodense`` (label 2): 20-90 HU darker than the organ around it (cyst,
+  there, in lung parenchyma (a nodule) or in fat (a node, a mesenteric or
+  subcutaneous mass);
+* ``hypodense`` (label 2): 35-100 HU darker than the organ around it (cyst,
   metastasis, infarct), in soft-tissue organs (neighbourhood 0-150 HU);
-* ``hyperdense`` (label 3): 50-200 HU brighter than the organ around it
+* ``hyperdense`` (label 3): 60-200 HU brighter than the organ around it
   (haemorrhage, enhancing lesion, calcification), in the same organs.
+
+Every lesion must be one a reader could see, since a sketch can only find
+what the image shows. So a mass never goes into muscle or an organ (a 40 HU
+blob in 50 HU muscle is invisible to anyone), the density shifts start well
+above CT noise, and diameters start at 10 mm: the models read slices at
+3.2 mm per pixel, where a smaller lesion is a pixel or two.
 
 The image's own noise and texture are kept (relative lesions) or imitated
 (masses), so the network cannot spot a lesion by an unnaturally flat patch.
@@ -54,16 +61,16 @@ LESION_COLOURS: dict[str, tuple[int, int, int]] = {
     "hypodense": (58, 134, 255),
     "hyperdense": (255, 200, 0),
 }
-DIAMETER_RANGE_MM: tuple[float, float] = (6.0, 50.0)
+DIAMETER_RANGE_MM: tuple[float, float] = (10.0, 50.0)
 
 # HU rules per class: a mass replaces tissue by this absolute density; the
 # other two shift the local tissue by this much (sign included).
 _MASS_HU = (20.0, 60.0)
-_HYPO_DELTA_HU = (-90.0, -20.0)
-_HYPER_DELTA_HU = (50.0, 200.0)
+_HYPO_DELTA_HU = (-100.0, -35.0)
+_HYPER_DELTA_HU = (60.0, 200.0)
 # Where each kind may sit (HU of the pixel and of its neighbourhood).
 _ORGAN_HU = (0.0, 150.0)
-_SOFT_HU = (-150.0, 100.0)  # fat, muscle, organs: a mass is visible in fat, plausible in muscle
+_FAT_HU = (-190.0, -40.0)
 _LUNG_HU = (-1000.0, -400.0)
 _BODY_HU = -500.0
 
@@ -239,7 +246,7 @@ def choose_lesion_site(
 
     The whole lesion must lie inside the body (the body mask eroded by the
     radius), and the tissue under it must suit the class: a mass sits in lung
-    parenchyma or soft tissue (fat, muscle, organs); a hypo- or hyperdense
+    parenchyma or fat (never muscle or an organ, where it would not show); a hypo- or hyperdense
     lesion in a soft-tissue organ (pixel and most of its neighbourhood at
     0-150 HU), the only place "darker/brighter than the organ" means anything.
 
@@ -273,15 +280,15 @@ def choose_lesion_site(
             & (hu <= _LUNG_HU[1])
             & (_fraction_in(hu, *_LUNG_HU, window) >= 0.6)
         )
-        soft = (
+        fat = (
             inner
-            & (hu >= _SOFT_HU[0])
-            & (hu <= _SOFT_HU[1])
-            & (_fraction_in(hu, *_SOFT_HU, window) >= 0.8)
+            & (hu >= _FAT_HU[0])
+            & (hu <= _FAT_HU[1])
+            & (_fraction_in(hu, *_FAT_HU, window) >= 0.6)
         )
         # Half the masses go to the lung when there is lung: nodules are the
         # commonest "mass" a reader sketches on a chest CT.
-        options = [m for m in (lung, soft) if m.any()]
+        options = [m for m in (lung, fat) if m.any()]
         if not options:
             return None
         candidates = options[0] if len(options) == 1 or rng.random() < 0.5 else options[1]

@@ -22,14 +22,14 @@ LUNG_HU = -850
 
 
 def chest_slice(size: int = 128, pixel_mm: float = 2.0, seed: int = 0) -> np.ndarray:
-    """A body with a fat rim, an organ block (60 HU) below two lungs, noise of 10 HU."""
+    """A body with a fat rim, an organ block (60 HU) around two lungs, noise of 10 HU."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size]
     c = (size - 1) / 2
     hu = np.full((size, size), -1000.0, dtype=np.float32)
-    body = ((x - c) / (0.45 * size)) ** 2 + ((y - c) / (0.38 * size)) ** 2 <= 1
-    hu[body] = -100.0  # fat
-    inner = ((x - c) / (0.40 * size)) ** 2 + ((y - c) / (0.33 * size)) ** 2 <= 1
+    body = ((x - c) / (0.47 * size)) ** 2 + ((y - c) / (0.42 * size)) ** 2 <= 1
+    hu[body] = -100.0  # fat, a rim wide enough to hold a 20 mm mass
+    inner = ((x - c) / (0.36 * size)) ** 2 + ((y - c) / (0.30 * size)) ** 2 <= 1
     hu[inner] = ORGAN_HU
     for side in (-1, 1):
         lung = ((x - c - side * 0.18 * size) / (0.14 * size)) ** 2 + (
@@ -89,19 +89,28 @@ def test_organ_lesions_sit_in_soft_tissue_organs(kind: str) -> None:
         assert 0 <= hu[site] <= 150  # the organ block, never lung, fat or air
 
 
-def test_masses_go_to_lung_or_soft_tissue_and_stay_inside_the_body() -> None:
+def test_masses_go_to_lung_or_fat_and_stay_inside_the_body() -> None:
     hu = chest_slice()
     rng = np.random.default_rng(0)
     in_lung = 0
     for _ in range(40):
         r, c = choose_lesion_site(hu, "mass", rng, pixel_mm=2.0, diameter_mm=20)
-        assert hu[r, c] < -400 or -150 <= hu[r, c] <= 100
+        # Never in the 60 HU organ, where a 20-60 HU mass would not show.
+        assert hu[r, c] < -400 or -190 <= hu[r, c] <= -40
         in_lung += hu[r, c] < -400
         # The whole lesion (a disc of radius 5 px) lies inside the body.
         yy, xx = np.mgrid[-5:6, -5:6]
         disc = yy**2 + xx**2 <= 25
         assert (hu[r - 5 : r + 6, c - 5 : c + 6][disc] > -900).all()
     assert 5 < in_lung < 35  # both kinds of site are used
+
+
+def test_no_mass_site_in_a_body_of_muscle_alone() -> None:
+    hu = np.full((64, 64), -1000.0, dtype=np.float32)
+    hu[8:56, 8:56] = 50.0  # muscle density throughout: a mass there is invisible
+    rng = np.random.default_rng(0)
+    assert choose_lesion_site(hu, "mass", rng, pixel_mm=2.0, diameter_mm=10) is None
+    assert choose_lesion_site(hu, "hyperdense", rng, pixel_mm=2.0, diameter_mm=10) is not None
 
 
 def test_no_site_in_air_or_for_a_lesion_bigger_than_the_body() -> None:
