@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from app.io.safe_write import TargetExistsError
 
 __all__ = ["ExportError", "ExportExistsError"]
 
@@ -11,7 +11,7 @@ class ExportError(Exception):
     """An export that could not be rendered or written; ``str(error)`` is a user-facing message."""
 
 
-class ExportExistsError(ExportError):
+class ExportExistsError(ExportError, TargetExistsError):
     """The target file exists and overwriting was not allowed (the UI asks the user).
 
     Attributes
@@ -19,7 +19,3 @@ class ExportExistsError(ExportError):
     path
         The existing file.
     """
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        super().__init__(f"{self.path} already exists; choose another name or allow overwriting it")
