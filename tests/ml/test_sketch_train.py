@@ -30,6 +30,7 @@ from app.ml.train.sketch_loss import (  # noqa: E402
 )
 from app.ml.train.sketch_model import (  # noqa: E402
     AbnormalityNet,
+    EncoderConfig,
     SketchNet,
     abnormality_config,
     sketch_config,
@@ -75,7 +76,12 @@ def tiny_config(steps: int) -> SketchTrainConfig:
 
 
 NO_BASE_AUGMENT = dataclasses.replace(
-    DATA, base_rotation_deg=0.0, base_scale=0.0, base_shift_px=0.0, base_flip=0.0
+    DATA,
+    base_rotation_deg=0.0,
+    base_scale=0.0,
+    base_shift_px=0.0,
+    base_flip=0.0,
+    washout_probability=0.0,
 )
 
 
@@ -270,3 +276,34 @@ def test_shipped_sketch_prefers_the_slice_with_its_lesion(shipped, kind, centre)
         scores = codes @ query[0]
         wins += scores[0] > scores[1]
     assert wins >= 3  # the slice showing the sketched lesion ranks above its clean twin
+
+
+def test_abnormality_cells_see_a_neighbourhood_not_the_whole_slice() -> None:
+    config = abnormality_config()
+    assert config.receptive_field() == 43  # 138 mm at 3.2 mm per pixel, of a 128 px slice
+    assert EncoderConfig(convs_per_stage=2).receptive_field() == 91
+    # The receptive field is what the network really has: pixels just beyond
+    # it change nothing in a cell, pixels just within it do.
+    torch.manual_seed(0)
+    net = AbnormalityNet(config).eval()
+    x = torch.zeros(1, 3, 128, 128)
+    far, near = x.clone(), x.clone()
+    far[0, :, 22:30, 0:8] = 1.0  # just beyond the 21 px the corner cell reaches
+    near[0, :, 14:22, 0:8] = 1.0  # just within it
+    with torch.no_grad():
+        corner = net.forward_with_maps(x)[1][0, :, 0, 0]
+        assert torch.equal(net.forward_with_maps(far)[1][0, :, 0, 0], corner)
+        assert not torch.equal(net.forward_with_maps(near)[1][0, :, 0, 0], corner)
+    assert EncoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_washout_unenhances_vessels_and_organs_only() -> None:
+    from app.ml.train.sketch_data import washout_contrast
+
+    hu = np.array([-1000, -100, 20, 250, 450, 1200], dtype=np.float32)
+    out = washout_contrast(hu, keep=0.0, level_hu=40.0)
+    np.testing.assert_array_equal(out[[0, 1, 2, 5]], hu[[0, 1, 2, 5]])  # air, fat, water, bone
+    np.testing.assert_allclose(out[[3, 4]], [40.0, 40.0])  # enhanced vessel, aorta
+    np.testing.assert_array_equal(washout_contrast(hu, keep=1.0), hu)
+    half = washout_contrast(hu, keep=0.5, level_hu=40.0)
+    assert half[3] == pytest.approx(145.0)

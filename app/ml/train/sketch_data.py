@@ -40,12 +40,45 @@ from app.sim.lesions import (
 )
 from app.sim.sketches import sketch_from_mask
 
-__all__ = ["HUBank", "LesionBatch", "LesionBatchSampler", "SketchDataConfig", "build_hu_bank"]
+__all__ = [
+    "HUBank",
+    "LesionBatch",
+    "LesionBatchSampler",
+    "SketchDataConfig",
+    "build_hu_bank",
+    "washout_contrast",
+]
 
 log = logging.getLogger(__name__)
 
 # Slices with less body than this (fraction of the frame) hold no site for a lesion.
 _MIN_BODY_FRACTION = 0.04
+# Blood and parenchyma without contrast medium.
+_UNENHANCED_HU = (30.0, 55.0)
+
+
+def washout_contrast(hu: np.ndarray, keep: float, level_hu: float = 40.0) -> np.ndarray:
+    """An HU image as if less contrast medium had enhanced it.
+
+    Tissue between about 100 and 550 HU (enhanced vessels and heart, up to
+    an arterial-phase aorta; kidneys, liver and spleen) moves towards
+    ``level_hu``, keeping ``keep`` of its enhancement; fat, lung, water and
+    dense cortical bone (above 750 HU) stay as they are, with smooth ramps
+    between. Trabecular bone darkens too, which only adds variety.
+
+    Parameters
+    ----------
+    hu
+        HU image (any shape); not modified.
+    keep
+        Fraction of the enhancement kept, 0 (none) to 1 (unchanged).
+    level_hu
+        Unenhanced density of blood and parenchyma.
+    """
+    hu = np.asarray(hu, dtype=np.float32)
+    weight = np.clip((hu - 60.0) / 40.0, 0.0, 1.0) * np.clip((750.0 - hu) / 200.0, 0.0, 1.0)
+    target = level_hu + (hu - level_hu) * float(keep)
+    return (hu + weight * (target - hu)).astype(np.float32)
 
 
 @dataclass
@@ -192,10 +225,17 @@ class SketchDataConfig:
         the abnormality network learned each bank slice's clean look by heart
         and flagged "differs from the slice I remember", which finds no
         lesion in a body it has never seen.
+    washout_probability, washout_keep
+        Chance that a base slice is turned into an unenhanced-looking one
+        (:func:`washout_contrast`, keeping a fraction of its enhancement drawn
+        from ``washout_keep``) before lesions are placed. The training scans
+        are mostly contrast-enhanced; without this the network called the
+        ~40 HU vessels of an unenhanced chest "masses" and unenhanced liver
+        and bowel "hypodense".
     """
 
     bases: int = 16
-    diameter_mm: tuple[float, float] = (8.0, 50.0)
+    diameter_mm: tuple[float, float] = (10.0, 50.0)
     same_site_probability: float = 0.5
     jitter_mm: float = 8.0
     scale_jitter: float = 0.2
@@ -205,6 +245,8 @@ class SketchDataConfig:
     base_scale: float = 0.15
     base_shift_px: float = 8.0
     base_flip: float = 0.5
+    washout_probability: float = 0.5
+    washout_keep: tuple[float, float] = (0.0, 0.6)
 
 
 @dataclass
@@ -361,6 +403,13 @@ class LesionBatchSampler:
             borderValue=float(AIR_HU),
         )
 
+    def _washout(self, hu: np.ndarray) -> np.ndarray:
+        if self.rng.random() >= self.config.washout_probability:
+            return hu
+        keep = float(self.rng.uniform(*self.config.washout_keep))
+        level = float(self.rng.uniform(*_UNENHANCED_HU))
+        return washout_contrast(hu, keep, level)
+
     def _base(self) -> tuple[int, np.ndarray, _Lesion, _Lesion]:
         for _ in range(50):
             # Each training volume (body region) equally often: otherwise 300
@@ -369,7 +418,7 @@ class LesionBatchSampler:
             volume = int(self.rng.integers(len(self._by_volume)))
             members = self._by_volume[volume]
             idx = int(members[int(self.rng.integers(len(members)))])
-            hu = self._augment_base(self.bank.images[idx].astype(np.float32))
+            hu = self._washout(self._augment_base(self.bank.images[idx].astype(np.float32)))
             kinds = list(LESION_CLASSES)
             self.rng.shuffle(kinds)
             first = self._new_lesion(hu, kinds)

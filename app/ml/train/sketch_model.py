@@ -13,7 +13,9 @@ mostly anatomy, which a sketch cannot know, and with them the code of a
 slice with a lesion stayed almost identical to its lesion-free twin's.
 
 * :class:`AbnormalityNet` reads the windowed CT slice (``prepare_slices``
-  output): four stride-2 stages of two conv-BN-ReLU each (16-32-48-64).
+  output): four stride-2 stages (16-32-48-64; two conv-BN-ReLU in the first
+  two, one in the last two) and a 1x1 layer, so a map cell sees a 138 mm
+  neighbourhood rather than the whole slice.
 * :class:`SketchNet` reads class coverage (``labels_to_input`` output), far
   simpler content, so one conv per stage (8-16-32-32).
 """
@@ -40,7 +42,12 @@ class EncoderConfig:
     widths
         Output channels of each stride-2 stage (four stages: 128 -> 8 px).
     convs_per_stage
-        Convolutions per stage (the first has stride 2).
+        Convolutions per stage (the first has stride 2): one number for all
+        stages, or one per stage. Fewer 3x3 convolutions in the late stages
+        keep each map cell's receptive field local.
+    pointwise
+        1x1 conv-BN-ReLU layers (of the last width) after the stages: depth
+        for the per-cell decision without widening what a cell sees.
     squeeze
         Channels of the position-keeping 1x1 convolution on the last map; the
         first three (one per lesion class) are supervised as lesion presence.
@@ -54,7 +61,8 @@ class EncoderConfig:
 
     in_channels: int = 3
     widths: tuple[int, ...] = (16, 32, 48, 64)
-    convs_per_stage: int = 2
+    convs_per_stage: int | tuple[int, ...] = 2
+    pointwise: int = 0
     squeeze: int = 3
     hidden: int = 128
     embedding_dim: int = 64
@@ -67,12 +75,39 @@ class EncoderConfig:
     def from_dict(cls, data: dict) -> EncoderConfig:
         data = dict(data)
         data["widths"] = tuple(data["widths"])
+        if isinstance(data.get("convs_per_stage"), list):
+            data["convs_per_stage"] = tuple(data["convs_per_stage"])
         return cls(**data)
+
+    def stage_convs(self) -> tuple[int, ...]:
+        """Convolutions in each stage."""
+        if isinstance(self.convs_per_stage, int):
+            return (self.convs_per_stage,) * len(self.widths)
+        if len(self.convs_per_stage) != len(self.widths):
+            raise ValueError("convs_per_stage needs one count per stage")
+        return tuple(self.convs_per_stage)
+
+    def receptive_field(self) -> int:
+        """Side (input pixels) of what one cell of the last map sees."""
+        rf, jump = 1, 1
+        for n in self.stage_convs():
+            for i in range(n):
+                rf += 2 * jump
+                if i == 0:
+                    jump *= 2
+        return rf
 
 
 def abnormality_config(input_size: int = 128) -> EncoderConfig:
-    """Default :class:`AbnormalityNet` shape."""
-    return EncoderConfig(input_size=input_size)
+    """Default :class:`AbnormalityNet` shape.
+
+    Each cell of its 8 x 8 map sees 43 px (138 mm) around it, not the whole
+    slice (91 px with two convolutions in every stage). Trained on four bodies,
+    a cell that saw the whole slice learnt those bodies' normal look and fired
+    on the unfamiliar anatomy of new patients; local evidence (a blob that
+    is not a vessel, darker than the liver around it) carries over.
+    """
+    return EncoderConfig(convs_per_stage=(2, 2, 1, 1), pointwise=1, input_size=input_size)
 
 
 def sketch_config(input_size: int = 128) -> EncoderConfig:
@@ -88,6 +123,14 @@ def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
+def _pointwise_bn_relu(channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 class _Encoder(nn.Module):
     """Conv stages -> squeezed map (sigmoid, flattened) -> MLP -> unit vector."""
 
@@ -96,10 +139,12 @@ class _Encoder(nn.Module):
         self.config = config
         layers: list[nn.Module] = []
         cin = config.in_channels
-        for width in config.widths:
+        for width, n_convs in zip(config.widths, config.stage_convs(), strict=True):
             layers.append(_conv_bn_relu(cin, width, 2))
-            layers += [_conv_bn_relu(width, width, 1) for _ in range(config.convs_per_stage - 1)]
+            layers += [_conv_bn_relu(width, width, 1) for _ in range(n_convs - 1)]
             cin = width
+        for _ in range(config.pointwise):
+            layers.append(_pointwise_bn_relu(cin))
         self.backbone = nn.Sequential(*layers)
         side = config.input_size // 2 ** len(config.widths)
         if side < 1:
