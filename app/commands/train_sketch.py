@@ -5,9 +5,9 @@ slices (training volumes and simulated re-scans of them), trains the
 abnormality and sketch encoders on synthetic lesions and their sketches,
 picks the slider's default weight on a validation set made from the training
 volumes, and writes ``priorsync-abnormality.onnx`` and ``priorsync-sketch.onnx``
-to ``--out``. The default schedule (2000 steps) takes about 12 minutes on an
-idle 2-core CPU (20 on a busy one); the bank, checkpoint, metrics and summary
-go to ``--run-dir``.
+to ``--out``. The default schedule (6000 steps) takes about 27 minutes on an
+idle 2-core CPU; the bank, checkpoint, metrics and summary go to
+``--run-dir``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ __all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 4000
+DEFAULT_STEPS = 6000
 DEFAULT_BANK_SCANS = 6
 SOURCE_LICENCES = {
     "chest-angio": "totalsegmentator 2.18.0 sdist, Apache-2.0",
@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--validation-lesions",
         type=int,
-        default=4,
-        help="lesion series per training volume for choosing the default weight (default 4)",
+        default=10,
+        help="lesion series per training volume for choosing the default weight (default 10)",
     )
 
 
