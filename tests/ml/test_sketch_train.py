@@ -170,6 +170,26 @@ def test_short_training_is_deterministic_and_learns(tmp_path) -> None:
     assert losses[-1] < losses[0] - 0.1
 
 
+def test_a_finished_run_resumed_reports_its_last_figures(tmp_path) -> None:
+    torch.set_num_threads(1)
+    run_dir = tmp_path / "run"
+    cfg = tiny_config(4)
+    first = train_sketch(cfg, toy_bank(), SPEC, run_dir=run_dir, log_every=2)
+    again = train_sketch(cfg, toy_bank(), SPEC, run_dir=run_dir, log_every=2, resume=True)
+    assert again.steps_done == 4
+    for name in ("abnormality", "sketch"):
+        for pa, pb in zip(
+            getattr(first, name).state_dict().values(),
+            getattr(again, name).state_dict().values(),
+            strict=True,
+        ):
+            assert torch.equal(pa, pb)  # nothing left to train: the checkpoint's weights
+    # Rounded as logged, not NaN: the summary of a resumed run keeps its figures.
+    assert again.final_loss == pytest.approx(first.final_loss, abs=1e-4)
+    assert again.final_top1 == pytest.approx(first.final_top1, abs=1e-3)
+    assert again.steps_per_s > 0
+
+
 def _metadata(name: str) -> dict[str, str]:
     return sketch_metadata(
         name=name,

@@ -81,6 +81,23 @@ class SketchTrainResult:
     steps_per_s: float
 
 
+def _last_metrics(path: Path, step: int) -> dict | None:
+    """The metrics record logged at ``step`` (the last such line), if any."""
+    found = None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the interruption
+        if isinstance(record, dict) and record.get("step") == step:
+            found = record
+    return found
+
+
 def train_sketch(
     cfg: SketchTrainConfig,
     bank: HUBank,
@@ -147,6 +164,13 @@ def train_sketch(
     loss_avg = top1_avg = beats_avg = float("nan")
     t0 = time.perf_counter()
     steps_per_s = 0.0
+    if start > 0 and run_dir is not None:
+        # A resumed run reports where the interrupted one had got to until
+        # it logs its own figures (all of them, when nothing is left to train).
+        last = _last_metrics(run_dir / "sketch-metrics.jsonl", start)
+        if last is not None:
+            loss_avg, top1_avg, beats_avg = last["loss"], last["top1"], last["beats_clean"]
+            steps_per_s = last["steps_per_s"]
     b = cfg.data.bases
 
     def ema(old: float, new: float) -> float:
