@@ -8,8 +8,8 @@ random ellipse, soft-edged) placed inside the body in tissue where that kind
 of finding is conspicuous and plausible:
 
 * ``mass`` (label 1): soft-tissue density (20-60 HU) replacing what was
-  there, in lung parenchyma (a nodule) or in fat (a node, a mesenteric or
-  subcutaneous mass);
+  there, in aerated lung (a nodule; never gas in the stomach or bowel) or in
+  fat (a node, a mesenteric or subcutaneous mass);
 * ``hypodense`` (label 2): 35-100 HU darker than the organ around it (cyst,
   metastasis, infarct), in soft-tissue organs (neighbourhood 0-150 HU);
 * ``hyperdense`` (label 3): 60-200 HU brighter than the organ around it
@@ -72,6 +72,8 @@ _HYPER_DELTA_HU = (60.0, 200.0)
 _ORGAN_HU = (0.0, 150.0)
 _FAT_HU = (-190.0, -40.0)
 _LUNG_HU = (-1000.0, -400.0)
+# Smaller low-density regions are taken for gas in the gut, not aerated lung.
+_MIN_LUNG_AREA_MM2 = 2000.0
 _BODY_HU = -500.0
 
 
@@ -234,6 +236,21 @@ def _fraction_in(hu: np.ndarray, lo: float, hi: float, window: int) -> np.ndarra
     return cv2.blur(inside, (window, window), borderType=cv2.BORDER_CONSTANT)
 
 
+def _large_regions(mask: np.ndarray, min_pixels: float) -> np.ndarray:
+    """The connected regions of ``mask`` of at least ``min_pixels`` pixels.
+
+    Aerated lung is one or two large regions on every slice but the apex and
+    base; gas in the stomach or bowel is mostly small pockets. (Their HU does
+    not tell them apart: both average -950 to -750 HU with partial volume and
+    noise.) A 40 HU blob in a gas pocket looks like food or stool, not like a
+    nodule.
+    """
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_pixels)
+    keep = keep[keep > 0]
+    return np.isin(labels, keep) & mask
+
+
 def choose_lesion_site(
     hu: np.ndarray,
     kind: str,
@@ -279,6 +296,7 @@ def choose_lesion_site(
             & (hu >= _LUNG_HU[0])
             & (hu <= _LUNG_HU[1])
             & (_fraction_in(hu, *_LUNG_HU, window) >= 0.6)
+            & _large_regions(body & (hu <= _LUNG_HU[1]), _MIN_LUNG_AREA_MM2 / pixel_mm**2)
         )
         fat = (
             inner

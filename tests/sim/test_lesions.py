@@ -113,6 +113,16 @@ def test_no_mass_site_in_a_body_of_muscle_alone() -> None:
     assert choose_lesion_site(hu, "hyperdense", rng, pixel_mm=2.0, diameter_mm=10) is not None
 
 
+def test_no_nodule_in_a_gas_pocket_of_the_gut() -> None:
+    hu = np.full((96, 96), -1000.0, dtype=np.float32)
+    hu[8:88, 8:88] = 40.0  # bowel wall and organs
+    hu[36:56, 36:56] = -1000.0  # a 40 x 40 mm gas pocket: a mass there would look like stool
+    rng = np.random.default_rng(0)
+    assert choose_lesion_site(hu, "mass", rng, pixel_mm=2.0, diameter_mm=10) is None
+    hu[16:80, 16:80] = -850.0  # the same place as aerated lung, 128 x 128 mm
+    assert choose_lesion_site(hu, "mass", rng, pixel_mm=2.0, diameter_mm=10) is not None
+
+
 def test_no_site_in_air_or_for_a_lesion_bigger_than_the_body() -> None:
     rng = np.random.default_rng(0)
     air = np.full((64, 64), -1000.0, dtype=np.float32)
