@@ -113,6 +113,15 @@ def test_training_is_reproducible_and_resumes_exactly(tmp_path) -> None:
     ):
         torch.testing.assert_close(va, vc, msg=k)
     assert (tmp_path / "metrics.jsonl").read_text().strip()
+    # Resumed with nothing left to train: the weights and figures of the finished run.
+    again = train(tiny_config(6), bank, SPEC, run_dir=tmp_path, resume=True)
+    assert again.steps_done == 6
+    for va, vd in zip(
+        c.model.state_dict().values(), again.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(va, vd)
+    assert again.final_loss == pytest.approx(c.final_loss, abs=1e-4)
+    assert again.steps_per_s > 0
 
 
 def test_bank_is_cached_and_rebuilt_when_corrupt(tmp_path) -> None:

@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +32,10 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "TrainResult",
+    "adamw",
+    "last_metrics",
     "lr_at",
+    "resume_checkpoint",
     "save_checkpoint",
     "set_threads",
     "train",
@@ -93,6 +97,79 @@ def lr_at(step: int, cfg: ScheduleConfig) -> float:
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
+def adamw(
+    parameters: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights only (never on biases or batch-norm scales)."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for p in parameters:
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+
+
+def resume_checkpoint(
+    path: Path | None,
+    config: dict,
+    modules: dict[str, torch.nn.Module],
+    optimiser: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> int:
+    """Restore a run from its checkpoint when that was made with ``config``.
+
+    ``modules`` maps each checkpoint key to the network it holds; the
+    optimiser, the sampler's ``rng`` and the augmentation ``gen`` are restored
+    too, so the resumed run continues exactly where the first stopped.
+
+    Returns
+    -------
+    int
+        The step to start from (0 when there is no matching checkpoint).
+    """
+    if path is None or not path.exists():
+        return 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("config") != config:
+        log.warning("checkpoint settings differ from this run's; starting afresh")
+        return 0
+    for key, module in modules.items():
+        module.load_state_dict(state[key])
+    optimiser.load_state_dict(state["optimiser"])
+    rng.bit_generator.state = state["sampler_rng"]
+    gen.set_state(state["augment_rng"])
+    start = int(state["step"])
+    log.info("resumed from step %d", start)
+    return start
+
+
+def last_metrics(path: Path, step: int) -> dict | None:
+    """The metrics record logged at ``step`` (the last such line), if any.
+
+    A resumed run reports these until it logs its own figures (all along,
+    when nothing was left to train).
+    """
+    found = None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the interruption
+        if isinstance(record, dict) and record.get("step") == step:
+            found = record
+    return found
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write a checkpoint atomically (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,29 +224,13 @@ def train(
         window_mm=cfg.window_mm,
     )
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + 2)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim == 1 else decay).append(p)
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
-    start = 0
+    optimiser = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state.get("config") == cfg.to_dict():
-            model.load_state_dict(state["model"])
-            optimiser.load_state_dict(state["optimiser"])
-            sampler.rng.bit_generator.state = state["sampler_rng"]
-            gen.set_state(state["augment_rng"])
-            start = int(state["step"])
-            log.info("resumed from step %d", start)
-        else:
-            log.warning("checkpoint settings differ from this run's; starting afresh")
+    start = 0
+    if resume:
+        start = resume_checkpoint(
+            ckpt_path, cfg.to_dict(), {"model": model}, optimiser, sampler.rng, gen
+        )
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
     metrics_file = (run_dir / "metrics.jsonl").open("a") if run_dir else None
@@ -178,6 +239,9 @@ def train(
     loss_avg = err_avg = float("nan")
     t0 = time.perf_counter()
     steps_per_s = 0.0
+    last = last_metrics(run_dir / "metrics.jsonl", start) if start and run_dir else None
+    if last is not None:
+        loss_avg, err_avg, steps_per_s = last["loss"], last["top1_mm"], last["steps_per_s"]
     try:
         end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
         for step in range(start, end):

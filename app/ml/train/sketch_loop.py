@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from app.ml.preprocess import InputSpec
 from app.ml.train.augment import AugmentConfig, augment
-from app.ml.train.loop import lr_at, save_checkpoint
+from app.ml.train.loop import adamw, last_metrics, lr_at, resume_checkpoint, save_checkpoint
 from app.ml.train.sketch_data import HUBank, LesionBatchSampler, SketchDataConfig
 from app.ml.train.sketch_loss import (
     lesion_map_loss,
@@ -81,23 +81,6 @@ class SketchTrainResult:
     steps_per_s: float
 
 
-def _last_metrics(path: Path, step: int) -> dict | None:
-    """The metrics record logged at ``step`` (the last such line), if any."""
-    found = None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by the interruption
-        if isinstance(record, dict) and record.get("step") == step:
-            found = record
-    return found
-
-
 def train_sketch(
     cfg: SketchTrainConfig,
     bank: HUBank,
@@ -131,30 +114,12 @@ def train_sketch(
     skn = SketchNet(cfg.sketch)
     sampler = LesionBatchSampler(bank, np.random.default_rng([cfg.seed, 11]), spec, cfg.data)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + 12)
-    params = list(abn.parameters()) + list(skn.parameters())
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
-    start = 0
+    optimiser = adamw([*abn.parameters(), *skn.parameters()], cfg.lr, cfg.weight_decay)
     ckpt_path = run_dir / "sketch-checkpoint.pt" if run_dir else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state.get("config") == cfg.to_dict():
-            abn.load_state_dict(state["abnormality"])
-            skn.load_state_dict(state["sketch"])
-            optimiser.load_state_dict(state["optimiser"])
-            sampler.rng.bit_generator.state = state["sampler_rng"]
-            gen.set_state(state["augment_rng"])
-            start = int(state["step"])
-            log.info("resumed from step %d", start)
-        else:
-            log.warning("checkpoint settings differ from this run's; starting afresh")
+    start = 0
+    if resume:
+        modules = {"abnormality": abn, "sketch": skn}
+        start = resume_checkpoint(ckpt_path, cfg.to_dict(), modules, optimiser, sampler.rng, gen)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
     metrics_file = (run_dir / "sketch-metrics.jsonl").open("a") if run_dir else None
@@ -164,13 +129,10 @@ def train_sketch(
     loss_avg = top1_avg = beats_avg = float("nan")
     t0 = time.perf_counter()
     steps_per_s = 0.0
-    if start > 0 and run_dir is not None:
-        # A resumed run reports where the interrupted one had got to until
-        # it logs its own figures (all of them, when nothing is left to train).
-        last = _last_metrics(run_dir / "sketch-metrics.jsonl", start)
-        if last is not None:
-            loss_avg, top1_avg, beats_avg = last["loss"], last["top1"], last["beats_clean"]
-            steps_per_s = last["steps_per_s"]
+    last = last_metrics(run_dir / "sketch-metrics.jsonl", start) if start and run_dir else None
+    if last is not None:
+        loss_avg, top1_avg, beats_avg = last["loss"], last["top1"], last["beats_clean"]
+        steps_per_s = last["steps_per_s"]
     b = cfg.data.bases
 
     def ema(old: float, new: float) -> float:
