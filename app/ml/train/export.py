@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "fold_batchnorm",
     "load_onnx_metadata",
     "load_onnx_weights",
+    "write_onnx",
 ]
 
 INPUT_NAME = "slices"
@@ -105,10 +106,62 @@ def export_onnx(
     Path
         ``path``.
     """
+    folded = fold_batchnorm(model).to("cpu")
+    metadata = {
+        **spec.to_metadata(),
+        "priorsync.embedding_dim": str(model.config.embedding_dim),
+        "priorsync.version": version,
+        "priorsync.training_data": training_data,
+        "priorsync.name": name,
+        "priorsync.architecture": json.dumps(model.config.to_dict()),
+        **(extra_metadata or {}),
+    }
+    return write_onnx(
+        folded,
+        torch.zeros(2, spec.channels, spec.size, spec.size),
+        path,
+        input_name=INPUT_NAME,
+        output_names=OUTPUT_NAMES,
+        metadata=metadata,
+        doc=f"{name} {version}: CT slice embedding for anatomical slice matching",
+    )
+
+
+def write_onnx(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path | str,
+    *,
+    input_name: str,
+    output_names: Sequence[str],
+    metadata: Mapping[str, str],
+    doc: str,
+) -> Path:
+    """Export ``module`` to a checked ONNX file with a dynamic batch axis, atomically.
+
+    Parameters
+    ----------
+    module
+        The network to export, ready for inference (e.g. batch-norm folded).
+    example
+        An input batch of the right shape (its values do not matter).
+    path
+        Destination ``.onnx``; written to a temporary file in the same folder
+        and renamed, so readers never see half a model.
+    input_name, output_names
+        Names of the graph's input and outputs.
+    metadata
+        The custom metadata props (they replace any the exporter wrote).
+    doc
+        The graph's doc string.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    folded = fold_batchnorm(model).to("cpu")
-    dummy = torch.zeros(2, spec.channels, spec.size, spec.size)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -119,36 +172,23 @@ def export_onnx(
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(
-                folded,
-                (dummy,),
+                module,
+                (example,),
                 str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes={
-                    INPUT_NAME: {0: "batch"},
-                    "embedding": {0: "batch"},
-                    "features": {0: "batch"},
-                },
+                input_names=[input_name],
+                output_names=list(output_names),
+                dynamic_axes={n: {0: "batch"} for n in (input_name, *output_names)},
                 opset_version=OPSET,
                 do_constant_folding=True,
                 dynamo=False,
             )
         proto = onnx.load(str(tmp))
-        metadata = {
-            **spec.to_metadata(),
-            "priorsync.embedding_dim": str(model.config.embedding_dim),
-            "priorsync.version": version,
-            "priorsync.training_data": training_data,
-            "priorsync.name": name,
-            "priorsync.architecture": json.dumps(model.config.to_dict()),
-            **(extra_metadata or {}),
-        }
         del proto.metadata_props[:]
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, str(value)
         proto.producer_name = "priorsync"
-        proto.doc_string = f"{name} {version}: CT slice embedding for anatomical slice matching"
+        proto.doc_string = doc
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
         # mkstemp makes the file private (0600); a model is an ordinary file.

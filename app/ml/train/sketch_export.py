@@ -10,17 +10,13 @@ and the ``priorsync.*`` metadata the app reads (docs/contract: issue 6).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-import onnx
 import torch
 
 from app.ml.preprocess import InputSpec
-from app.ml.train.export import OPSET, fold_batchnorm
+from app.ml.train.export import fold_batchnorm, write_onnx
 from app.ml.train.sketch_model import AbnormalityNet, SketchNet
 from app.sim.lesions import LESION_CLASSES
 
@@ -96,44 +92,13 @@ def export_encoder(
     Path
         ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folded = fold_batchnorm(model).to("cpu")  # type: ignore[arg-type]
     cfg = model.config
-    dummy = torch.zeros(2, cfg.in_channels, cfg.input_size, cfg.input_size)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with warnings.catch_warnings():
-            # The TorchScript exporter needs no extra package; torch announces its removal.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.onnx.export(
-                folded,
-                (dummy,),
-                str(tmp),
-                input_names=[input_name],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={input_name: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=OPSET,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        proto = onnx.load(str(tmp))
-        del proto.metadata_props[:]
-        entries = {**metadata, "priorsync.architecture": json.dumps(cfg.to_dict())}
-        for key, value in entries.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, str(value)
-        proto.producer_name = "priorsync"
-        proto.doc_string = doc
-        onnx.checker.check_model(proto, full_check=True)
-        onnx.save(proto, str(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_onnx(
+        fold_batchnorm(model).to("cpu"),  # type: ignore[arg-type]
+        torch.zeros(2, cfg.in_channels, cfg.input_size, cfg.input_size),
+        path,
+        input_name=input_name,
+        output_names=(OUTPUT_NAME,),
+        metadata={**metadata, "priorsync.architecture": json.dumps(cfg.to_dict())},
+        doc=doc,
+    )
