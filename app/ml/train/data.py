@@ -19,12 +19,21 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from app.ml.preprocess import InputSpec, prepare_slices
 
-__all__ = ["Batch", "PairSampler", "ScanSlices", "SliceBank", "build_bank"]
+__all__ = [
+    "Batch",
+    "PairSampler",
+    "ScanSlices",
+    "SliceBank",
+    "bank_cache_path",
+    "build_bank",
+    "load_cached_bank",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +117,35 @@ def _to_scan_slices(volume_index: int, images: np.ndarray, z: np.ndarray) -> Sca
     return ScanSlices(volume_index, u8, np.asarray(z, dtype=np.float32)[order])
 
 
+class _SizedBank(Protocol):
+    @property
+    def n_slices(self) -> int: ...
+
+
+_Bank = TypeVar("_Bank", bound=_SizedBank)
+
+
+def bank_cache_path(cache_dir: Path | None, prefix: str, key: Sequence[str]) -> Path | None:
+    """Where a bank built from ``key`` (everything that shapes it) is cached, if anywhere."""
+    if cache_dir is None:
+        return None
+    digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:16]
+    return cache_dir / f"{prefix}-{digest}.npz"
+
+
+def load_cached_bank(path: Path | None, load: Callable[[Path], _Bank], what: str) -> _Bank | None:
+    """The bank cached at ``path``, or ``None`` when absent or unreadable (then rebuilt)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        bank = load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("%s %s is unreadable (%s); rebuilding", what, path.name, exc)
+        return None
+    log.info("loaded %s %s (%d slices)", what, path.name, bank.n_slices)
+    return bank
+
+
 def build_bank(
     volume_names: Sequence[str],
     scans_per_volume: int,
@@ -141,18 +179,11 @@ def build_bank(
     cache_key
         Extra text that must change when the simulation changes.
     """
-    key = "|".join(
-        [",".join(volume_names), str(scans_per_volume), str(seed), repr(spec), cache_key]
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = cache_dir / f"bank-{digest}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        try:
-            bank = SliceBank.load(path)
-            log.info("loaded slice bank %s (%d slices)", path.name, bank.n_slices)
-            return bank
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("slice bank %s is unreadable (%s); rebuilding", path.name, exc)
+    key = [",".join(volume_names), str(scans_per_volume), str(seed), repr(spec), cache_key]
+    path = bank_cache_path(cache_dir, "bank", key)
+    cached = load_cached_bank(path, SliceBank.load, "slice bank")
+    if cached is not None:
+        return cached
     scans: list[ScanSlices] = []
     for vi, name in enumerate(volume_names):
         source = load_source(name)

@@ -19,7 +19,6 @@ negatives for every sketch. Everything is drawn from one numpy generator.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 
 from app.ml.preprocess import AIR_HU, InputSpec, prepare_hu_slices, window_channels
-from app.ml.train.data import save_npz_atomically
+from app.ml.train.data import bank_cache_path, load_cached_bank, save_npz_atomically
 from app.sim.lesions import (
     LESION_CLASSES,
     LesionShape,
@@ -164,18 +163,11 @@ def build_hu_bank(
     cache_key
         Extra text that must change when the simulation changes.
     """
-    key = "|".join(
-        ["hu", ",".join(volume_names), str(scans_per_volume), str(seed), repr(spec), cache_key]
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = cache_dir / f"hubank-{digest}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        try:
-            bank = HUBank.load(path)
-            log.info("loaded HU bank %s (%d slices)", path.name, bank.n_slices)
-            return bank
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("HU bank %s is unreadable (%s); rebuilding", path.name, exc)
+    key = ["hu", ",".join(volume_names), str(scans_per_volume), str(seed), repr(spec), cache_key]
+    path = bank_cache_path(cache_dir, "hubank", key)
+    cached = load_cached_bank(path, HUBank.load, "HU bank")
+    if cached is not None:
+        return cached
     images: list[np.ndarray] = []
     volume: list[np.ndarray] = []
     for vi, name in enumerate(volume_names):
