@@ -21,6 +21,7 @@ from app.core.imaging import Window, window_to_uint8
 from app.core.sketch import SKETCH_CLASSES, SketchCanvasModel
 from app.core.state import edge_labels
 from app.core.volume import Volume
+from app.ui.overlay_labels import orientation_letters, place_orientation_letters
 
 __all__ = ["OVERLAY_ALPHA", "SOFT_TISSUE", "SketchCanvas", "SketchViewBox", "sketch_rgba"]
 
@@ -149,12 +150,7 @@ class SketchCanvas(QtWidgets.QWidget):
         # Orientation letters as in the viewports, so a lesion is drawn on the
         # side the reader means (R is on the screen's left).
         host = self.graphics.viewport()
-        self.orientation_labels: dict[str, QtWidgets.QLabel] = {}
-        for edge in ("left", "right", "top", "bottom"):
-            label = QtWidgets.QLabel(host)
-            label.setObjectName("orientation")
-            label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-            self.orientation_labels[edge] = label
+        self.orientation_labels = orientation_letters(host)
         host.installEventFilter(self)
 
         self.hint = QtWidgets.QLabel(
@@ -202,16 +198,7 @@ class SketchCanvas(QtWidgets.QWidget):
 
     def _place_orientation_labels(self) -> None:
         host = self.graphics.viewport()
-        w, h, m = host.width(), host.height(), 6
-        labels = self.orientation_labels
-        for label in labels.values():
-            label.adjustSize()
-        labels["left"].move(m, (h - labels["left"].height()) // 2)
-        labels["right"].move(w - labels["right"].width() - m, (h - labels["right"].height()) // 2)
-        labels["top"].move((w - labels["top"].width()) // 2, m)
-        labels["bottom"].move(
-            (w - labels["bottom"].width()) // 2, h - labels["bottom"].height() - m
-        )
+        place_orientation_letters(self.orientation_labels, host.width(), host.height())
 
     def clear_template(self) -> None:
         """Show the "no template" hint again (the template series was closed)."""

@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.imaging import window_to_uint8
 from app.core.state import ViewportState
+from app.ui.overlay_labels import orientation_letters, overlay_label, place_orientation_letters
 from app.ui.scout_view import ScoutView, shows_outside_level
 
 __all__ = [
@@ -107,14 +108,6 @@ class SliceViewBox(pg.ViewBox):
                 # pyqtgraph reports a click only when the mouse did not drag.
                 self.clicked.emit()
         ev.accept()
-
-
-def _overlay_label(parent: QtWidgets.QWidget, name: str = "overlay") -> QtWidgets.QLabel:
-    label = QtWidgets.QLabel(parent)
-    label.setObjectName(name)
-    # Overlays are read-only annotations: clicks must reach the image below.
-    label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-    return label
 
 
 class ElidedLabel(QtWidgets.QLabel):
@@ -225,20 +218,18 @@ class ViewportView(QtWidgets.QFrame):
         layout.addLayout(body, 1)
 
         host = self.graphics.viewport()
-        self.slice_label = _overlay_label(host)
-        self.window_label = _overlay_label(host)
-        self.zoom_label = _overlay_label(host)
-        self.orientation_labels = {
-            edge: _overlay_label(host, "orientation") for edge in ("left", "right", "top", "bottom")
-        }
+        self.slice_label = overlay_label(host)
+        self.window_label = overlay_label(host)
+        self.zoom_label = overlay_label(host)
+        self.orientation_labels = orientation_letters(host)
         for edge, text in state.orientation_labels.items():
             self.orientation_labels[edge].setText(text)
-        self.banner = _overlay_label(host, "outsideBanner")
+        self.banner = overlay_label(host, "outsideBanner")
         self.banner.setText(OUTSIDE_TEXT)
         self.banner.hide()
-        self.sync_label = _overlay_label(host, "syncStatus")
+        self.sync_label = overlay_label(host, "syncStatus")
         self.sync_label.hide()
-        self.candidates_label = _overlay_label(host, "candidates")
+        self.candidates_label = overlay_label(host, "candidates")
         self.candidates_label.hide()
         # Overlays sit on the view's viewport widget; re-place them when it resizes.
         host.installEventFilter(self)
@@ -424,14 +415,8 @@ class ViewportView(QtWidgets.QFrame):
             window_y = self.slice_label.geometry().top() - self.window_label.height() - 2
         self.window_label.move(w - self.window_label.width() - m, window_y)
         self.zoom_label.move(w - self.zoom_label.width() - m, m)
-        labels = self.orientation_labels
-        for label in labels.values():
-            label.adjustSize()
-        labels["left"].move(m, (h - labels["left"].height()) // 2)
-        labels["right"].move(w - labels["right"].width() - m, (h - labels["right"].height()) // 2)
-        labels["top"].move((w - labels["top"].width()) // 2, m)
-        bottom = labels["bottom"]
-        bottom.move((w - bottom.width()) // 2, h - bottom.height() - m)
+        place_orientation_letters(self.orientation_labels, w, h, m)
+        bottom = self.orientation_labels["bottom"]
         for corner in (self.slice_label, self.window_label):
             if corner.isVisible() and bottom.geometry().intersects(corner.geometry()):
                 # Keep the orientation letter readable above the corner text.
