@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands.options import add_model_arguments, load_sketch_stack
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -34,19 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sketches-per-lesion", type=int, default=2, help="queries per lesion (default 2)"
     )
-    parser.add_argument(
-        "--model", type=Path, default=None, help="anatomy ONNX model (default: the shipped one)"
-    )
-    parser.add_argument(
-        "--abnormality-model", type=Path, default=None, help="abnormality ONNX model"
-    )
-    parser.add_argument("--sketch-model", type=Path, default=None, help="sketch ONNX model")
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where the models run (default: CUDA when available, else CPU)",
-    )
+    add_model_arguments(parser, cache=False, sketch=True)
 
 
 def _error(message: str) -> None:
@@ -55,18 +45,14 @@ def _error(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval-sketch``; returns the exit code."""
-    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.runtime import ModelError
     from app.ml.sketch_eval import format_sketch_report, load_eval_sources, run_sketch_eval
-    from app.ml.sketch_models import SketchModels
 
     if args.patients_per_volume < 1 or args.sketches_per_lesion < 1:
         _error("--patients-per-volume and --sketches-per-lesion must be at least 1")
         return 2
     try:
-        model = EmbeddingModel.load(args.model, device=args.device)
-        sketch_models = SketchModels.load(
-            args.abnormality_model, args.sketch_model, device=args.device
-        )
+        model, sketch_models = load_sketch_stack(args)
     except ModelError as exc:
         _error(str(exc))
         return 3

@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands.options import add_model_arguments, load_sketch_stack
+
 __all__ = ["add_arguments", "run"]
 
 EXIT_INPUT = 2
@@ -36,19 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="archive folder (default: in the cache, named after FOLDER)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--model", type=Path, default=None, help="anatomy ONNX model (default: the shipped one)"
-    )
-    parser.add_argument(
-        "--abnormality-model", type=Path, default=None, help="abnormality ONNX model"
-    )
-    parser.add_argument("--sketch-model", type=Path, default=None, help="sketch ONNX model")
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where the models run (default: CUDA when available, else CPU)",
-    )
+    add_model_arguments(parser, cache=False, sketch=True)
 
 
 def _error(message: str) -> None:
@@ -64,17 +54,13 @@ def run(args: argparse.Namespace) -> int:
     """Run ``priorsync index``; returns the exit code."""
     from app.io.errors import Cancelled
     from app.ml.archive import ArchiveError, build_archive
-    from app.ml.runtime import EmbeddingModel, ModelError
-    from app.ml.sketch_models import SketchModels
+    from app.ml.runtime import ModelError
 
     if not args.folder.exists():
         _error(f"{args.folder} does not exist")
         return EXIT_INPUT
     try:
-        model = EmbeddingModel.load(args.model, device=args.device)
-        sketch_models = SketchModels.load(
-            args.abnormality_model, args.sketch_model, device=args.device
-        )
+        model, sketch_models = load_sketch_stack(args)
     except ModelError as exc:
         _error(str(exc))
         return EXIT_MODEL

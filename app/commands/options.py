@@ -11,25 +11,63 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from app.core.volume import Volume
     from app.ml.index import IndexCache
+    from app.ml.runtime import EmbeddingModel
+    from app.ml.sketch_models import SketchModels
 
 log = logging.getLogger(__name__)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, cache: bool = True) -> None:
-    """Add ``--model`` and ``--device`` (and ``--no-cache`` when ``cache``) to ``parser``."""
+def add_model_arguments(
+    parser: argparse.ArgumentParser, *, cache: bool = True, sketch: bool = False
+) -> None:
+    """Add ``--model`` and ``--device`` (and ``--no-cache`` when ``cache``) to ``parser``.
+
+    With ``sketch``, ``--abnormality-model`` and ``--sketch-model`` too, for the
+    commands that run the sketch-query models beside the anatomy model
+    (:func:`load_sketch_stack`).
+    """
     parser.add_argument(
-        "--model", type=Path, default=None, help="ONNX model file (default: the shipped model)"
+        "--model",
+        type=Path,
+        default=None,
+        help=(
+            "anatomy ONNX model (default: the shipped one)"
+            if sketch
+            else "ONNX model file (default: the shipped model)"
+        ),
     )
+    if sketch:
+        parser.add_argument(
+            "--abnormality-model", type=Path, default=None, help="abnormality ONNX model"
+        )
+        parser.add_argument("--sketch-model", type=Path, default=None, help="sketch ONNX model")
     parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default=None,
-        help="where the model runs (default: CUDA when available, else CPU)",
+        help=f"where the model{'s' if sketch else ''} run{'' if sketch else 's'} "
+        "(default: CUDA when available, else CPU)",
     )
     if cache:
         parser.add_argument(
             "--no-cache", action="store_true", help="do not read or write the index cache"
         )
+
+
+def load_sketch_stack(args: argparse.Namespace) -> tuple[EmbeddingModel, SketchModels]:
+    """The anatomy and sketch-query models named by :func:`add_model_arguments` options.
+
+    Raises
+    ------
+    app.ml.runtime.ModelError
+        A model is missing, corrupt or does not fit the others.
+    """
+    from app.ml.runtime import EmbeddingModel
+    from app.ml.sketch_models import SketchModels
+
+    model = EmbeddingModel.load(args.model, device=args.device)
+    sketch_models = SketchModels.load(args.abnormality_model, args.sketch_model, device=args.device)
+    return model, sketch_models
 
 
 class InputError(Exception):
