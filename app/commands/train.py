@@ -30,35 +30,51 @@ SOURCE_LICENCES = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_training_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    steps: int,
+    bank_scans: int,
+    outputs: str,
+    scans: str,
+    run_dir: str,
+) -> None:
+    """The options both trainings take: seed, output, schedule, bank, run folder, threads, resume.
+
+    ``outputs``, ``scans`` and ``run_dir`` name what the ONNX folder, a bank
+    scan and the run folder hold, for the help texts.
+    """
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("models"),
-        help="folder for the ONNX model (default models/)",
+        help=f"folder for the {outputs} (default models/)",
     )
     parser.add_argument(
-        "--steps",
-        type=int,
-        default=DEFAULT_STEPS,
-        help=f"optimiser steps (default {DEFAULT_STEPS})",
+        "--steps", type=int, default=steps, help=f"optimiser steps (default {steps})"
     )
     parser.add_argument(
         "--bank-scans",
         type=int,
-        default=DEFAULT_BANK_SCANS,
-        help=f"simulated scans per training volume (default {DEFAULT_BANK_SCANS})",
+        default=bank_scans,
+        help=f"simulated {scans} per training volume (default {bank_scans})",
     )
-    parser.add_argument(
-        "--run-dir",
-        type=Path,
-        default=None,
-        help="checkpoints, slice bank and metrics (default runs/seed<SEED>)",
-    )
+    parser.add_argument("--run-dir", type=Path, default=None, help=run_dir)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument(
         "--resume", action="store_true", help="continue from the run folder's checkpoint"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_training_arguments(
+        parser,
+        steps=DEFAULT_STEPS,
+        bank_scans=DEFAULT_BANK_SCANS,
+        outputs="ONNX model",
+        scans="scans",
+        run_dir="checkpoints, slice bank and metrics (default runs/seed<SEED>)",
     )
     parser.add_argument(
         "--checkpoint-every",
@@ -74,17 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive(name: str, value: int, minimum: int = 1) -> str | None:
+def positive(name: str, value: int, minimum: int = 1) -> str | None:
+    """Why option ``--name`` is out of range, or ``None``."""
     return None if value >= minimum else f"--{name} must be at least {minimum}, got {value}"
 
 
 def run(args: argparse.Namespace) -> int:
     for problem in (
-        _positive("steps", args.steps),
-        _positive("bank-scans", args.bank_scans, 1),
-        _positive("threads", args.threads),
-        _positive("checkpoint-every", args.checkpoint_every),
-        _positive("eval-pairs", args.eval_pairs, 0),
+        positive("steps", args.steps),
+        positive("bank-scans", args.bank_scans, 1),
+        positive("threads", args.threads),
+        positive("checkpoint-every", args.checkpoint_every),
+        positive("eval-pairs", args.eval_pairs, 0),
     ):
         if problem:
             print(f"priorsync train: {problem}", file=sys.stderr)

@@ -20,49 +20,24 @@ import sys
 import time
 from pathlib import Path
 
+from app.commands.train import SOURCE_LICENCES, add_training_arguments, positive
+
 __all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 6000
 DEFAULT_BANK_SCANS = 6
-SOURCE_LICENCES = {
-    "chest-angio": "totalsegmentator 2.18.0 sdist, Apache-2.0",
-    "upper-abdomen-dicom": "totalsegmentator 2.18.0 sdist, Apache-2.0",
-    "head-neck": "dicom2stl 0.5.0 sdist, Apache-2.0",
-    "head": "dicom2stl 0.5.0 sdist, Apache-2.0",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("models"),
-        help="folder for the ONNX models (default models/)",
-    )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=DEFAULT_STEPS,
-        help=f"optimiser steps (default {DEFAULT_STEPS})",
-    )
-    parser.add_argument(
-        "--bank-scans",
-        type=int,
-        default=DEFAULT_BANK_SCANS,
-        help=f"simulated lesion-free scans per training volume (default {DEFAULT_BANK_SCANS})",
-    )
-    parser.add_argument(
-        "--run-dir",
-        type=Path,
-        default=None,
-        help="bank, checkpoint, metrics and summary (default runs/sketch-seed<SEED>)",
-    )
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the run folder's checkpoint"
+    add_training_arguments(
+        parser,
+        steps=DEFAULT_STEPS,
+        bank_scans=DEFAULT_BANK_SCANS,
+        outputs="ONNX models",
+        scans="lesion-free scans",
+        run_dir="bank, checkpoint, metrics and summary (default runs/sketch-seed<SEED>)",
     )
     parser.add_argument(
         "--validation-lesions",
@@ -79,8 +54,8 @@ def _check(args: argparse.Namespace) -> str | None:
         ("threads", args.threads, 1),
         ("validation-lesions", args.validation_lesions, 1),
     ):
-        if value < minimum:
-            return f"--{name} must be at least {minimum}, got {value}"
+        if problem := positive(name, value, minimum):
+            return problem
     return None
 
 
