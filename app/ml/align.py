@@ -137,6 +137,14 @@ class AlignParams:
     feature_weight
         Weight of the model's feature-map similarity (``feature_similarity``)
         relative to the embedding's in the precision passes; 0 ignores it.
+    placement_features
+        Also weigh the feature maps (with ``feature_weight``) in the placement
+        pass's rank votes. On 18 held-out hard pairs of three simulation seeds
+        the 10000-step model placed two abdomen-pelvis pairs 22 and 34 mm off
+        on the embedding alone (its nearest neighbours there scatter by tens
+        of mm); with the feature maps both landed within 3 mm and no other
+        pair moved by more than 0.4 mm. The feature maps keep where things
+        lie in the slice, which the pooled embedding averages away.
     """
 
     grid_mm: float = 0.25
@@ -153,6 +161,7 @@ class AlignParams:
     shape_min_span_mm: float = 40.0
     residual_band_mm: float = 6.0
     feature_weight: float = 2.0
+    placement_features: bool = True
 
 
 @dataclass(frozen=True)
@@ -669,7 +678,7 @@ def align_series(
     placements = d_min + placement_step * np.arange(
         int(np.ceil((d_max - d_min) / placement_step)) + 1
     )
-    ranks = _row_ranks(evidence)
+    ranks = _row_ranks(precise if p.placement_features else evidence)
     votes = _interpolate(ranks, cz, placements, zz, cubic=False)
     landed = ~np.isnan(votes)
     votes = np.where(landed, votes - 0.5, 0.0)
@@ -727,7 +736,9 @@ def align_series(
     covered_sorted &= np.abs(pz[nearest_sorted] - mapped_sorted) <= typical_gap + margin
 
     # Outliers: own best match more than a few slices off the path.
-    own_best = pz[np.argmax(evidence, axis=1)]
+    # On the evidence the placement used: the overlap test (match_slope) must
+    # judge the same signal that placed the series.
+    own_best = pz[np.argmax(precise if p.placement_features else evidence, axis=1)]
     best_z = np.empty(n)
     best_z[c_order] = own_best
     outlier_mm = max(10.0, 2.0 * float(np.median(_local_spacing(pz))))

@@ -232,9 +232,14 @@ def test_feature_similarity_joins_the_precision_passes():
     ignored = align_series(blunt, cz, pz, AlignParams(feature_weight=0.0), feature_similarity=sharp)
     np.testing.assert_array_equal(ignored.mapped_z, alone.mapped_z)
     assert np.mean(np.abs(both.mapped_z - true_z)) < 0.5 * np.mean(np.abs(alone.mapped_z - true_z))
-    # The placement (and so the overlap score) stays the embedding's own.
-    assert both.placement_offset_mm == alone.placement_offset_mm
-    assert both.placement_rank == alone.placement_rank
+    # The placement votes on both by default, so it starts from the sharp evidence...
+    assert abs(both.placement_offset_mm - 50.0) < abs(alone.placement_offset_mm - 50.0)
+    # ...and on the embedding alone when asked to.
+    own = align_series(
+        blunt, cz, pz, AlignParams(placement_features=False), feature_similarity=sharp
+    )
+    assert own.placement_offset_mm == alone.placement_offset_mm
+    assert own.placement_rank == alone.placement_rank
     with pytest.raises(ValueError, match="feature_similarity"):
         align_series(blunt, cz, pz, feature_similarity=sharp[:, :-1])
 
