@@ -678,7 +678,9 @@ def align_series(
     placements = d_min + placement_step * np.arange(
         int(np.ceil((d_max - d_min) / placement_step)) + 1
     )
-    ranks = _row_ranks(precise if p.placement_features else evidence)
+    # The placement and the overlap test below (own best matches) judge one signal.
+    placing = precise if p.placement_features else evidence
+    ranks = _row_ranks(placing)
     votes = _interpolate(ranks, cz, placements, zz, cubic=False)
     landed = ~np.isnan(votes)
     votes = np.where(landed, votes - 0.5, 0.0)
@@ -736,9 +738,8 @@ def align_series(
     covered_sorted &= np.abs(pz[nearest_sorted] - mapped_sorted) <= typical_gap + margin
 
     # Outliers: own best match more than a few slices off the path.
-    # On the evidence the placement used: the overlap test (match_slope) must
-    # judge the same signal that placed the series.
-    own_best = pz[np.argmax(precise if p.placement_features else evidence, axis=1)]
+    # On the evidence the placement used (match_slope, the overlap test, reads these).
+    own_best = pz[np.argmax(placing, axis=1)]
     best_z = np.empty(n)
     best_z[c_order] = own_best
     outlier_mm = max(10.0, 2.0 * float(np.median(_local_spacing(pz))))
