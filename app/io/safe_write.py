@@ -9,7 +9,9 @@ is not clobbered either. Any failure removes the temporary file and raises
 :class:`WriteError` with the reason in words.
 
 Exported images and saved sketches both go through here; their layers turn
-these errors into their own (``WriteError``, ``SketchFileError``).
+these errors into their own (``WriteError``, ``SketchFileError``). Files that
+a library writes to a path itself (models, checkpoints, training caches) use
+:func:`replacing`: the same temporary-file-and-rename, always replacing.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["TargetExistsError", "WriteError", "describe_os_error", "safe_write"]
+__all__ = ["TargetExistsError", "WriteError", "describe_os_error", "replacing", "safe_write"]
 
 
 class WriteError(Exception):
@@ -187,3 +191,34 @@ def safe_write(path: Path | str, data: bytes, overwrite: bool = False) -> Path:
         _remove_quietly(tmp)
         raise
     return path
+
+
+@contextmanager
+def replacing(path: Path | str, *, public: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over ``path`` when the block succeeds.
+
+    For writers that need a file name rather than bytes (``torch.save``,
+    ``torch.onnx.export``, ``np.savez``): readers of ``path`` see the old file
+    or the complete new one, never a partial one. On any error the temporary
+    file is removed and the error propagates unchanged.
+
+    Parameters
+    ----------
+    path
+        Target file; its folder is created if needed. Always replaced.
+    public
+        Give the new file the user's default permissions (``mkstemp`` makes
+        it private, 0600), e.g. for a model file others may read.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if public:
+            os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -10,7 +10,13 @@ import sys
 import pytest
 
 import app.io.safe_write as sw
-from app.io.safe_write import TargetExistsError, WriteError, describe_os_error, safe_write
+from app.io.safe_write import (
+    TargetExistsError,
+    WriteError,
+    describe_os_error,
+    replacing,
+    safe_write,
+)
 
 
 def listing(folder) -> list[str]:
@@ -151,3 +157,26 @@ def test_describe_os_error_falls_back_to_strerror() -> None:
         describe_os_error(OSError(errno.ECONNRESET, "Connection reset by peer"))
         == "Connection reset by peer"
     )
+
+
+def test_replacing_renames_over_the_target_only_when_the_block_succeeds(tmp_path) -> None:
+    target = tmp_path / "sub" / "model.bin"
+    with replacing(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_bytes(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError, match="half written"), replacing(target) as tmp:
+        tmp.write_bytes(b"fir")
+        raise RuntimeError("half written")
+    assert target.read_bytes() == b"first"
+    assert listing(target.parent) == ["model.bin"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_replacing_keeps_the_file_private_unless_public(tmp_path) -> None:
+    with replacing(tmp_path / "cache.npz") as tmp:
+        tmp.write_bytes(b"x")
+    with replacing(tmp_path / "model.onnx", public=True) as tmp:
+        tmp.write_bytes(b"x")
+    assert stat.S_IMODE((tmp_path / "cache.npz").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "model.onnx").stat().st_mode) == sw._FILE_MODE

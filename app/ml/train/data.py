@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from app.io.safe_write import replacing
 from app.ml.preprocess import InputSpec, prepare_slices
 
 __all__ = [
@@ -64,14 +63,9 @@ class ScanSlices:
 
 def save_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed ``.npz`` via a temp file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with replacing(path) as tmp, tmp.open("wb") as fh:
+        # A file object, not a name: np.savez would append ".npz" to the name.
+        np.savez(fh, **arrays)
 
 
 @dataclass

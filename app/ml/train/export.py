@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from app.io.safe_write import replacing
 from app.ml.preprocess import InputSpec
 from app.ml.train.model import EmbeddingNet, NetConfig
 
@@ -161,11 +160,8 @@ def write_onnx(
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    # A model is an ordinary file others may read: public permissions.
+    with replacing(path, public=True) as tmp:
         with warnings.catch_warnings():
             # The TorchScript-based exporter is the one that needs no extra
             # package (onnxscript); torch announces its future removal.
@@ -191,13 +187,6 @@ def write_onnx(
         proto.doc_string = doc
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
-        # mkstemp makes the file private (0600); a model is an ordinary file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from app.io.safe_write import replacing
 from app.ml.preprocess import InputSpec
 from app.ml.train.augment import AugmentConfig, augment
 from app.ml.train.data import PairSampler, SliceBank
@@ -172,14 +171,8 @@ def last_metrics(path: Path, step: int) -> dict | None:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write a checkpoint atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def train(
