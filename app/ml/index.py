@@ -19,7 +19,6 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import hnswlib
 import numpy as np
 
 from app.core.volume import Volume
+from app.io.safe_write import replacing
 from app.paths import cache_dir
 
 __all__ = ["CacheMiss", "IndexCache", "SeriesIndex", "build_index", "series_identity"]
@@ -186,20 +186,6 @@ def build_index(
     )
 
 
-def _atomic_write(path: Path, writer: Callable[[object], None]) -> None:
-    """Write via a temp file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class CacheMiss(Exception):
     """A cache entry is absent, corrupt, stale or for another model/series."""
 
@@ -288,33 +274,29 @@ class IndexCache:
         self.root.mkdir(parents=True, exist_ok=True)
         npz_path, bin_path = self.paths(index.identity, index.model_sha256)
         # hnswlib writes to a path, not a stream: save next to the target, then rename.
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{bin_path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            index.graph.save_index(tmp)
-            blob = Path(tmp).read_bytes()
-            os.replace(tmp, bin_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(bin_path) as tmp:
+            index.graph.save_index(str(tmp))
+            blob = tmp.read_bytes()
 
-        def write_npz(fh: object) -> None:
-            arrays = {
-                "format_version": np.int64(FORMAT_VERSION),
-                "identity": np.str_(index.identity),
-                "model_sha256": np.str_(index.model_sha256),
-                "bin_sha256": np.str_(hashlib.sha256(blob).hexdigest()),
-                "embeddings": index.embeddings,
-                "slice_z": index.slice_z,
-            }
-            if index.thumbnails is not None:
-                arrays["thumbnails"] = index.thumbnails
-            if index.features is not None:
-                arrays["features"] = index.features
+        arrays = {
+            "format_version": np.int64(FORMAT_VERSION),
+            "identity": np.str_(index.identity),
+            "model_sha256": np.str_(index.model_sha256),
+            "bin_sha256": np.str_(hashlib.sha256(blob).hexdigest()),
+            "embeddings": index.embeddings,
+            "slice_z": index.slice_z,
+        }
+        if index.thumbnails is not None:
+            arrays["thumbnails"] = index.thumbnails
+        if index.features is not None:
+            arrays["features"] = index.features
+        # Synced before the rename: after a crash the entry is the old one or the whole new
+        # one, and the graph hash it records catches a graph that did not reach the disk.
+        with replacing(npz_path) as tmp, open(tmp, "wb") as fh:
             # Compressed: thumbnails are mostly smooth, and shrink several-fold.
             np.savez_compressed(fh, **arrays)
-
-        _atomic_write(npz_path, write_npz)
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def _prune(self) -> None:
         entries = sorted(self.root.glob("*.npz"), key=lambda p: p.stat().st_mtime)
