@@ -271,9 +271,9 @@ class IndexCache:
         self._prune()
 
     def _write_bin_and_npz(self, index: SeriesIndex) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         npz_path, bin_path = self.paths(index.identity, index.model_sha256)
-        # hnswlib writes to a path, not a stream: save next to the target, then rename.
+        # hnswlib writes to a path, not a stream: save next to the target, then rename
+        # (replacing() also creates the cache folder).
         with replacing(bin_path) as tmp:
             index.graph.save_index(str(tmp))
             blob = tmp.read_bytes()
