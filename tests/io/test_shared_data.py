@@ -10,7 +10,13 @@ from app.paths import shared_data_dir
 
 DATA = shared_data_dir()
 FILES = (
-    sorted(p for p in DATA.iterdir() if p.name != "SOURCES.md" and "mask" not in p.name)
+    # Top-level volumes only: openkbp/ is a collection of its own (with its README),
+    # checked by the data-role tests.
+    sorted(
+        p
+        for p in DATA.iterdir()
+        if p.name != "SOURCES.md" and "mask" not in p.name and p.name != "openkbp"
+    )
     if DATA
     else []
 )
