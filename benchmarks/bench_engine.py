@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.ml.baselines import match_rigid  # noqa: E402
-from app.ml.match import Matcher  # noqa: E402
-from app.ml.preprocess import prepare_slices  # noqa: E402
-from app.ml.runtime import EmbeddingModel  # noqa: E402
+from app.ml.anatomy.match import Matcher  # noqa: E402
+from app.ml.evaluation.baselines import match_rigid  # noqa: E402
+from app.ml.runtime.model import EmbeddingModel  # noqa: E402
+from app.ml.runtime.preprocess import prepare_slices  # noqa: E402
 from app.sim.followup import SIM_PRESETS, simulate_followup  # noqa: E402
 from app.sim.sources import available_sources, load_source  # noqa: E402
 

@@ -55,9 +55,9 @@ def main() -> int:
     import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from app.ml.runtime import EmbeddingModel, ModelError
-    from app.ml.sketch_models import SketchModels
-    from app.ml.sketch_search import SketchIndex, SliceRef
+    from app.ml.runtime.model import EmbeddingModel, ModelError
+    from app.ml.sketch.models import SketchModels
+    from app.ml.sketch.search import SketchIndex, SliceRef
     from app.sim.sources import available_sources, load_source
 
     rng = np.random.default_rng(args.seed)
@@ -165,7 +165,7 @@ def main() -> int:
     if args.skip_build or sketch_models is None:
         print("archive build: skipped" + (" (no sketch models)" if sketch_models is None else ""))
         return 0
-    from app.ml.archive import build_archive
+    from app.ml.sketch.archive import build_archive
     from app.sim.sources import source_path
 
     with tempfile.TemporaryDirectory() as tmp:

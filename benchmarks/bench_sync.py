@@ -431,8 +431,8 @@ def main() -> int:
 
     from PySide6 import QtWidgets
 
-    from app.ml.index import IndexCache
-    from app.ml.sync_service import SyncEngine
+    from app.ml.anatomy.index import IndexCache
+    from app.ml.anatomy.sync_service import SyncEngine
     from app.ui.loader import Loader
     from app.ui.main_window import MainWindow
     from app.ui.shutdown import configure_pyqtgraph, teardown

@@ -3,7 +3,7 @@
 Prints, per preset, the engine's |dz| statistics beside three baselines
 (equal DICOM z, raw-pixel NCC, SimpleITK rigid registration) and the oracle
 floor, and whether the accuracy goals are met. ``--json FILE`` also writes
-every figure and per-pair result. See :mod:`app.ml.evaluate`.
+every figure and per-pair result. See :mod:`app.ml.evaluation.slices`.
 
 Simulated pairs (DICOM/NIfTI as a user would have them, ~60-200 MB a pair)
 and the baselines' answers are kept in ``cache_dir()/eval-pairs`` so reruns
@@ -52,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval``; returns the exit code."""
-    from app.ml.evaluate import METHODS, format_report, run_evaluation
-    from app.ml.match import Matcher
-    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.anatomy.match import Matcher
+    from app.ml.evaluation.slices import METHODS, format_report, run_evaluation
+    from app.ml.runtime.model import EmbeddingModel, ModelError
 
     if args.pairs < 1:
         print("priorsync eval: error: --pairs must be at least 1", file=sys.stderr)

@@ -3,7 +3,7 @@
 Prints hit@1, hit@10 and mAP for the models' default weight, the anatomy-only
 baseline (w = 0) and the sketch alone (w = 1), overall and per lesion class;
 ``--json FILE`` writes every figure and per-query result. See
-:mod:`app.ml.sketch_eval`. Source volumes are fetched from PyPI when absent
+:mod:`app.ml.evaluation.sketch`. Source volumes are fetched from PyPI when absent
 (as ``priorsync eval`` does); the real-tumour part needs the shared data
 folder's tumour masks and is reported as not run without them.
 
@@ -45,8 +45,8 @@ def _error(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval-sketch``; returns the exit code."""
-    from app.ml.runtime import ModelError
-    from app.ml.sketch_eval import format_sketch_report, load_eval_sources, run_sketch_eval
+    from app.ml.evaluation.sketch import format_sketch_report, load_eval_sources, run_sketch_eval
+    from app.ml.runtime.model import ModelError
 
     if args.patients_per_volume < 1 or args.sketches_per_lesion < 1:
         _error("--patients-per-volume and --sketches-per-lesion must be at least 1")

@@ -166,7 +166,7 @@ def _current_index(args: argparse.Namespace, n_slices: int) -> int:
 def _require_saliency() -> None:
     """Fail early, in words, if the saliency overlay cannot run in this installation."""
     try:
-        import app.export.overlays  # noqa: F401 - imports app.ml.saliency and onnx
+        import app.export.overlays  # noqa: F401 - imports app.ml.saliency.gradcam and onnx
     except ImportError as exc:
         raise _UsageError(
             f"--overlay is not available in this installation ({exc}); export without --overlay"
@@ -179,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
     from app.export.errors import ExportError, ExportExistsError
     from app.export.pairs import build_panels, describe_panels, encode_panels, prior_slice
     from app.export.safe_write import safe_write
-    from app.ml.match import Matcher, MatchError
-    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.anatomy.match import Matcher, MatchError
+    from app.ml.runtime.model import EmbeddingModel, ModelError
 
     try:
         window = parse_window(args.window)
@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         panels = build_panels(current, k, matched, window)
         if args.overlay:
             from app.export.overlays import add_saliency_overlays
-            from app.ml.saliency import SimilaritySaliency
+            from app.ml.saliency.gradcam import SimilaritySaliency
 
             panels = add_saliency_overlays(panels, SimilaritySaliency(model))
     except ModelError as exc:  # SaliencyError: the model's graph does not allow the maps

@@ -2,7 +2,7 @@
 
 Scans FOLDER (many patients, any junk), codes every slice of every CT series
 with the anatomy and abnormality models and writes the archive the viewer's
-sketch search opens (see :mod:`app.ml.archive`). Files and series left out are
+sketch search opens (see :mod:`app.ml.sketch.archive`). Files and series left out are
 listed with the reason. With ``--json`` the report is printed as JSON::
 
     {"n_patients": p, "n_series": s, "n_slices": n, "out_dir": "...",
@@ -53,8 +53,8 @@ def _print_skipped(skipped: list[tuple[str, str]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync index``; returns the exit code."""
     from app.io.errors import Cancelled
-    from app.ml.archive import ArchiveError, build_archive
-    from app.ml.runtime import ModelError
+    from app.ml.runtime.model import ModelError
+    from app.ml.sketch.archive import ArchiveError, build_archive
 
     if not args.folder.exists():
         _error(f"{args.folder} does not exist")

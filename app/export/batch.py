@@ -24,7 +24,7 @@ from app.export.formats import Exporter, exporter_for
 from app.export.names import numbered_variant, suggest_file_name
 from app.export.pairs import build_panels, encode_panels, prior_slice
 from app.export.safe_write import describe_os_error, safe_write
-from app.ml.match import MatchResult
+from app.ml.anatomy.match import MatchResult
 
 __all__ = ["BatchExportError", "BatchResult", "OverlayFn", "export_matched_pairs", "write_unique"]
 

@@ -1,4 +1,4 @@
-"""Similarity-saliency overlays for exported panels (via :mod:`app.ml.saliency`).
+"""Similarity-saliency overlays for exported panels (via :mod:`app.ml.saliency.gradcam`).
 
 Each slice is coloured by where the model sees its match: the current slice
 by its match to the first (newest) prior, each prior slice by its match to the
@@ -16,7 +16,7 @@ import numpy as np
 from app.core.imaging import Window, window_to_uint8
 from app.core.volume import Volume
 from app.export.render import SlicePanel
-from app.ml.saliency import SimilaritySaliency, blend_overlay, to_slice_grid
+from app.ml.saliency.gradcam import SimilaritySaliency, blend_overlay, to_slice_grid
 
 __all__ = ["add_saliency_overlays", "overlay_rgb"]
 
@@ -58,7 +58,7 @@ def add_saliency_overlays(
     saliency
         Built on the model that produced the matches.
     colormap, opacity
-        See :func:`app.ml.saliency.blend_overlay`.
+        See :func:`app.ml.saliency.gradcam.blend_overlay`.
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 The viewer builds :class:`~app.export.render.SlicePanel` objects from its
 viewports directly; the command line and the batch exporter start from the
-engine's :class:`~app.ml.match.MatchResult`, which :func:`prior_slice` reads.
+engine's :class:`~app.ml.anatomy.match.MatchResult`, which :func:`prior_slice` reads.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from app.core.volume import Volume
 from app.export.captions import DateStyle, date_label, image_number
 from app.export.formats import Exporter, ImageMetadata
 from app.export.render import Rendered, SlicePanel, render_panels
-from app.ml.match import MatchResult
+from app.ml.anatomy.match import MatchResult
 
 __all__ = [
     "PriorSlice",

@@ -1,6 +1,6 @@
 """Background indexing and alignment of the hung series, for anatomical slice sync.
 
-:class:`AnatomicalSync` runs the Qt-free :class:`~app.ml.sync_service.SyncEngine`
+:class:`AnatomicalSync` runs the Qt-free :class:`~app.ml.anatomy.sync_service.SyncEngine`
 in one worker thread: for every viewport state added it embeds and indexes the
 series (or reads the index from the user's cache), and as soon as two series
 are indexed it aligns them, in both directions. Results are registered with
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from PySide6 import QtCore
 
 from app.core.state import ViewportState
-from app.ml.sync_service import IndexOutcome, PairAlignment, SyncEngine
+from app.ml.anatomy.sync_service import IndexOutcome, PairAlignment, SyncEngine
 from app.ui.jobs import Job
 
 __all__ = ["AnatomicalSync", "ModelInfo", "IndexState"]

@@ -19,7 +19,7 @@ from PySide6 import QtCore, QtWidgets
 from app.core.imaging import Window
 from app.core.volume import Volume
 from app.export.batch import BatchExportError, BatchResult, export_matched_pairs
-from app.ml.sync_service import SyncEngine
+from app.ml.anatomy.sync_service import SyncEngine
 from app.ui.jobs import Cancelled, Job
 
 __all__ = [
@@ -246,7 +246,7 @@ class BatchExportRun(QtCore.QObject):
             combined = BatchResult()
             saliency = None
             if choices.include_overlay:
-                from app.ml.saliency import SimilaritySaliency
+                from app.ml.saliency.gradcam import SimilaritySaliency
 
                 saliency = SimilaritySaliency(engine.load_model())
             for p_number, prior in enumerate(priors):

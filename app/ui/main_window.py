@@ -19,17 +19,17 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.imaging import Window
+from app.core.reformat import Reformat, sagittal_reformat
 from app.core.state import Channel, SyncGroup, ViewportState
 from app.core.volume import Volume
-from app.ml.saliency import COLORMAPS
-from app.ml.sync_service import AnatomicalSliceMapper, SyncEngine
+from app.ml.anatomy.sync_service import AnatomicalSliceMapper, SyncEngine
+from app.ml.saliency.gradcam import COLORMAPS
 from app.ui.anatomical_sync import AnatomicalSync, ModelInfo
 from app.ui.export_actions import ExportActions
 from app.ui.hanging import StudySlot, plan_hanging, study_title
 from app.ui.jobs import Job
 from app.ui.loader import Loader, ScanOutcome
 from app.ui.preferences import Preferences
-from app.ui.reformat import Reformat, sagittal_reformat
 from app.ui.resources import icon
 from app.ui.saliency_overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
 from app.ui.scout_view import shows_outside_level

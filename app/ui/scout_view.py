@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.core.reformat import Reformat, sagittal_reformat
 from app.core.state import ViewportState
-from app.ui.reformat import Reformat, sagittal_reformat
 
 __all__ = ["ScoutView", "SCOUT_WIDTH", "shows_outside_level"]
 

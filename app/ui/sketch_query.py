@@ -25,9 +25,9 @@ from PySide6 import QtCore
 
 from app.core.imaging import window_to_uint8
 from app.core.volume import Volume
-from app.ml.sketch_models import SketchError, SketchModels
-from app.ml.sketch_search import SketchHit, SketchIndex, slice_refs
-from app.ml.sync_service import SyncEngine
+from app.ml.anatomy.sync_service import SyncEngine
+from app.ml.sketch.models import SketchError, SketchModels
+from app.ml.sketch.search import SketchHit, SketchIndex, slice_refs
 from app.ui.jobs import Job
 from app.ui.sketch_canvas import SOFT_TISSUE
 
@@ -165,7 +165,7 @@ class SketchQuery(QtCore.QObject):
     Signals
     -------
     models_loaded(object)
-        The :class:`~app.ml.sketch_models.SketchModels`, once loaded.
+        The :class:`~app.ml.sketch.models.SketchModels`, once loaded.
     models_unavailable(str)
         Why the models could not be loaded (searching is impossible).
     progress(str, int, int)
@@ -185,7 +185,7 @@ class SketchQuery(QtCore.QObject):
         Loads the models; :meth:`SketchModels.load` by default (tests pass others).
     archive_opener
         Opens an archive folder, ``opener(folder, model=..., sketch_models=...)``;
-        ``app.ml.archive.Archive.open`` by default.
+        ``app.ml.sketch.archive.Archive.open`` by default.
     """
 
     models_loaded = QtCore.Signal(object)
@@ -330,7 +330,7 @@ class SketchQuery(QtCore.QObject):
             return cached[1]
         opener = self._archive_opener
         if opener is None:
-            from app.ml.archive import Archive
+            from app.ml.sketch.archive import Archive
 
             opener = Archive.open
         # Checked against the models in use: codes of other models are not comparable.

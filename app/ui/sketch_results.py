@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.ml.sketch_search import SketchHit
+from app.ml.sketch.search import SketchHit
 
 __all__ = ["SketchResults", "caption", "display_date", "image_number"]
 

@@ -16,7 +16,7 @@ from app.export.png_text import read_text_chunks
 from app.export.render import GAP
 from app.io.dicom_write import write_dicom_series
 from app.io.load import load_volume
-from app.ml.runtime import default_model_path
+from app.ml.runtime.model import default_model_path
 
 pytestmark = pytest.mark.skipif(
     not default_model_path().is_file(),

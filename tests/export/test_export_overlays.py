@@ -9,8 +9,8 @@ from app.core.imaging import PRESETS, window_to_uint8
 from app.export.overlays import add_saliency_overlays
 from app.export.pairs import PriorSlice, build_panels
 from app.export.render import render_panels
-from app.ml.runtime import EmbeddingModel, default_model_path
-from app.ml.saliency import SimilaritySaliency
+from app.ml.runtime.model import EmbeddingModel, default_model_path
+from app.ml.saliency.gradcam import SimilaritySaliency
 
 pytestmark = pytest.mark.skipif(
     not default_model_path().is_file(),

@@ -17,7 +17,7 @@ def toy_model_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def toy_model(toy_model_path):
     """The toy model, loaded on the CPU."""
-    from app.ml.runtime import EmbeddingModel
+    from app.ml.runtime.model import EmbeddingModel
 
     return EmbeddingModel.load(toy_model_path, device="cpu")
 
@@ -43,6 +43,6 @@ def toy_sketch_paths(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def toy_sketch_models(toy_sketch_paths):
     """The toy sketch models, loaded on the CPU."""
-    from app.ml.sketch_models import SketchModels
+    from app.ml.sketch.models import SketchModels
 
     return SketchModels.load(*toy_sketch_paths, device="cpu")

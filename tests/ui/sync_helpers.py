@@ -5,7 +5,7 @@ from __future__ import annotations
 from fakes import FakeBackend
 from PySide6 import QtCore, QtTest
 
-from app.ml.sync_service import SyncEngine
+from app.ml.anatomy.sync_service import SyncEngine
 from app.ui.loader import Loader
 from app.ui.main_window import MainWindow
 

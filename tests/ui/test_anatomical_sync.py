@@ -17,9 +17,9 @@ from PySide6 import QtCore, QtGui
 from sync_helpers import click, open_patient, show_slice_unsynced
 
 from app.core.state import Channel
-from app.ml.index import IndexCache
-from app.ml.runtime import default_model_path
-from app.ml.sync_service import SyncEngine
+from app.ml.anatomy.index import IndexCache
+from app.ml.anatomy.sync_service import SyncEngine
+from app.ml.runtime.model import default_model_path
 from app.sim.followup import true_correspondence
 from app.ui.loader import Loader
 from app.ui.main_window import MainWindow

@@ -336,11 +336,11 @@ def test_search_loaded_series_and_open_a_result(qtbot, synced):
 def archive_window(qtbot, patient, patient_index_dir, tiny_models, tmp_path):
     """A real window (real loader) showing the current scan, and an archive of a prior on disk."""
     from app.io.dicom_write import write_dicom_series
-    from app.ml.archive import build_archive
-    from app.ml.index import IndexCache
-    from app.ml.runtime import EmbeddingModel
-    from app.ml.sketch_models import SketchModels
-    from app.ml.sync_service import SyncEngine
+    from app.ml.anatomy.index import IndexCache
+    from app.ml.anatomy.sync_service import SyncEngine
+    from app.ml.runtime.model import EmbeddingModel
+    from app.ml.sketch.archive import build_archive
+    from app.ml.sketch.models import SketchModels
     from app.ui.loader import Loader
     from app.ui.main_window import MainWindow
 

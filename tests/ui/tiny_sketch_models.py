@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.ml.preprocess import InputSpec
+from app.ml.runtime.preprocess import InputSpec
 
 DIM = 64
 CLASSES = ("mass", "hypodense", "hyperdense")

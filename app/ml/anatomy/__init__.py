@@ -1,0 +1,1 @@
+"""The anatomy engine: slice embeddings -> series index -> matching and alignment -> sync."""

@@ -1,0 +1,1 @@
+"""Scoring the engines on simulated pairs: slice matching, baselines, sketch search, saliency."""

@@ -1,0 +1,651 @@
+"""Held-out evaluation of sketch search: does a drawn lesion find the patient who has it?
+
+Part 1, inserted lesions
+    Every held-out volume (:data:`app.sim.sources.HOLDOUT_VOLUMES`) is
+    re-scanned into several simulated patients (``standard`` preset, no
+    simulator lesion), and each gets one lesion from
+    :func:`app.sim.lesions.insert_lesion_3d` (random class, size and site).
+    The archive holds every slice of those patients plus the lesion-free
+    originals as distractor patients. A query imitates a reader: the lesion's
+    central-slice mask becomes a rough sketch
+    (:func:`app.sim.sketches.sketch_from_mask`) drawn on a TEMPLATE slice of
+    another source volume (other anatomy) at the matching level (the template
+    slice whose anatomy code is nearest the lesion slice's lesion-free version).
+    The mask is carried to the template through the model frame (same place
+    relative to the body centre, same physical size).
+Part 2, real tumours
+    ``chest-lung1`` / ``chest-lung2`` with the tumour masks of the shared data
+    folder (when present): several tumour levels x several jittered "mass"
+    sketches on a template from another chest.
+
+Scoring, per query, over the exact full ranking of the archive
+(:meth:`~app.ml.sketch.search.SketchIndex.ranking`):
+
+* relevant = a slice of the right patient within 2 slices of the lesion's
+  central slice (part 2: of the tumour level; part 1's re-scans of a tumour
+  volume show the same tumour in the same body, so they are left out of that
+  volume's part-2 archive rather than counted as other patients);
+* hit@k = a relevant slice among the first k results *as the user sees them*
+  (one per patient and level, :func:`~app.ml.sketch.search.dedupe_hits`);
+* AP over the full, un-deduplicated ranking; mAP its mean.
+
+Each figure is given for the models' default weight, for the anatomy-only
+baseline (w = 0: what a "similar slices" search without the sketch gives) and
+for the sketch alone (w = 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from app.core.volume import Volume
+from app.ml.runtime.preprocess import input_to_slice_affine
+from app.ml.sketch.archive import code_volume
+from app.ml.sketch.models import SketchError, SketchModels
+from app.ml.sketch.search import SketchIndex, SliceRef
+
+if TYPE_CHECKING:
+    from app.ml.runtime.model import EmbeddingModel
+    from app.sim.followup import SimParams
+
+__all__ = [
+    "QueryResult",
+    "SketchEvalReport",
+    "SourceSet",
+    "average_precision",
+    "format_sketch_report",
+    "hit_at_k",
+    "load_eval_sources",
+    "run_sketch_eval",
+    "transfer_mask",
+]
+
+log = logging.getLogger(__name__)
+
+LEVEL_TOLERANCE_SLICES = 2
+_TEMPLATE_CANDIDATES = (
+    "chest-angio",
+    "chest-lung1",
+    "chest-lung2",
+    "upper-abdomen-dicom",
+    "abdomen-pelvis",
+)
+# Lesion levels are drawn among slices whose best template match is at least
+# this similar (a reader finds a template at the lesion's level); if a volume
+# has none, its best-matched half is used.
+_MIN_TEMPLATE_COSINE = 0.6
+_SKETCH_TRIES = 5
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def average_precision(relevant_sorted: np.ndarray) -> float:
+    """Average precision of a ranking, given relevance flags in rank order.
+
+    Returns ``nan`` when nothing is relevant.
+    """
+    rel = np.asarray(relevant_sorted, dtype=bool)
+    n_rel = int(rel.sum())
+    if n_rel == 0:
+        return float("nan")
+    ranks = np.flatnonzero(rel) + 1
+    precision = np.arange(1, n_rel + 1) / ranks
+    return float(precision.mean())
+
+
+def hit_at_k(relevant_sorted: Sequence[bool] | np.ndarray, k: int) -> bool:
+    """Whether any of the first ``k`` results is relevant."""
+    return bool(np.any(np.asarray(relevant_sorted, dtype=bool)[:k]))
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class SourceSet:
+    """Volumes the evaluation runs on (real sources, or anything in tests).
+
+    Attributes
+    ----------
+    holdout
+        Name -> volume: lesions are inserted into re-scans of these.
+    templates
+        Name -> volume: sketches are drawn on these (a query never uses a
+        template of the same name as its target).
+    tumours
+        Name -> (volume, tumour mask ``(n, rows, cols)`` bool) for part 2;
+        the names also appear in ``holdout`` when they are held out.
+    notes
+        What was missing or checked, for the report.
+    """
+
+    holdout: dict[str, Volume]
+    templates: dict[str, Volume]
+    tumours: dict[str, tuple[Volume, np.ndarray]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _load_tumour(name: str, volume: Volume, notes: list[str]) -> np.ndarray | None:
+    """The shared folder's tumour mask of ``name``, read like the image and checked against it."""
+    from app.io.load import LoadError, load_volume
+    from app.paths import shared_data_dir
+
+    shared = shared_data_dir()
+    path = shared / f"{name}.tumour-mask.nrrd" if shared is not None else None
+    if path is None or not path.is_file():
+        notes.append(f"{name}: no tumour mask (the shared data folder is absent or lacks it)")
+        return None
+    try:
+        mask_vol = load_volume(path)
+    except LoadError as exc:
+        notes.append(f"{name}: tumour mask unreadable ({exc})")
+        return None
+    # Same reader, same display orientation: the grids must agree exactly.
+    same_grid = (
+        mask_vol.shape == volume.shape
+        and np.allclose(mask_vol.geometry.spacing, volume.geometry.spacing, atol=1e-3)
+        and np.allclose(mask_vol.slice_positions, volume.slice_positions, atol=0.05)
+        and np.allclose(mask_vol.geometry.direction, volume.geometry.direction, atol=1e-4)
+    )
+    if not same_grid:
+        notes.append(f"{name}: tumour mask is on another grid than the image; not used")
+        return None
+    mask = mask_vol.voxels > 0
+    if not mask.any():
+        notes.append(f"{name}: tumour mask is empty")
+        return None
+    inside = volume.voxels[mask].astype(np.float64)
+    fraction_soft = float(np.mean(inside > -300))
+    notes.append(
+        f"{name}: tumour mask aligned (same grid after display orientation); "
+        f"{int(mask.sum())} voxels on {int(mask.any(axis=(1, 2)).sum())} slices, "
+        f"median HU inside {np.median(inside):.0f}, {100 * fraction_soft:.0f} % above -300 HU"
+    )
+    if fraction_soft < 0.5:
+        notes.append(f"{name}: the mask does not sit on a soft-tissue blob; not used")
+        return None
+    return mask
+
+
+def load_eval_sources(progress: Callable[[str], None] | None = None) -> SourceSet:
+    """The held-out volumes, template volumes and tumour masks available here.
+
+    Sources are fetched from PyPI where needed (as ``priorsync eval`` does);
+    those that only exist in the shared data folder are skipped with a note.
+
+    Raises
+    ------
+    ValueError
+        No held-out volume can be had at all.
+    """
+    from app.sim.sources import HOLDOUT_VOLUMES, SourceError, load_source
+
+    cache: dict[str, Volume | None] = {}
+    notes: list[str] = []
+
+    def get(name: str) -> Volume | None:
+        if name not in cache:
+            if progress:
+                progress(f"loading {name}")
+            try:
+                cache[name] = load_source(name)
+            except SourceError as exc:
+                notes.append(f"{name}: {exc}")
+                cache[name] = None  # noted once, not retried
+        return cache[name]
+
+    holdout = {n: v for n in HOLDOUT_VOLUMES if (v := get(n)) is not None}
+    if not holdout:
+        raise ValueError("no held-out CT volume is available to evaluate on: " + "; ".join(notes))
+    templates = {n: v for n in _TEMPLATE_CANDIDATES if (v := get(n)) is not None}
+    tumours = {}
+    for name in ("chest-lung1", "chest-lung2"):
+        vol = holdout.get(name)
+        if vol is None:
+            continue
+        mask = _load_tumour(name, vol, notes)
+        if mask is not None:
+            tumours[name] = (vol, mask)
+    return SourceSet(holdout, templates, tumours, notes)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _affine3(m: np.ndarray) -> np.ndarray:
+    return np.vstack([np.asarray(m, dtype=np.float64), [0.0, 0.0, 1.0]])
+
+
+def transfer_mask(
+    mask: np.ndarray, source: Volume, k: int, target: Volume, k_target: int, spec: Any
+) -> np.ndarray:
+    """Carry a mask from slice ``k`` of ``source`` to slice ``k_target`` of ``target``.
+
+    Both slices are put in the model frame (body centre at the image centre,
+    fixed mm per pixel), so the mask lands at the same place relative to the
+    body and keeps its physical size.
+
+    Returns
+    -------
+    np.ndarray
+        ``bool`` ``(rows, cols)`` of ``target``.
+    """
+    to_src = _affine3(input_to_slice_affine(source, k, spec))  # model -> source pixels
+    to_tgt = _affine3(input_to_slice_affine(target, k_target, spec))  # model -> target pixels
+    tgt_to_src = (to_src @ np.linalg.inv(to_tgt))[:2]
+    rows, cols = target.voxels.shape[1:]
+    out = cv2.warpAffine(
+        np.asarray(mask, dtype=np.float32),
+        tgt_to_src,
+        (cols, rows),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
+    return out >= 0.5
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class QueryResult:
+    """One query and how each weight ranked its relevant slices."""
+
+    part: str  # "inserted" or "tumour"
+    kind: str
+    target: str
+    template: str
+    target_slice: int
+    template_slice: int
+    template_cosine: float
+    n_relevant: int
+    hit1: dict[str, bool] = field(default_factory=dict)
+    hit10: dict[str, bool] = field(default_factory=dict)
+    ap: dict[str, float] = field(default_factory=dict)
+    first_rank: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SketchEvalReport:
+    """Everything :func:`run_sketch_eval` measured."""
+
+    models: str
+    seed: int
+    weights: dict[str, float]
+    archive_slices: dict[str, int]
+    archive_patients: dict[str, int]
+    queries: list[QueryResult]
+    notes: list[str]
+    skipped_queries: list[str]
+    seconds: float
+
+    def summary(self, part: str, kind: str | None = None) -> dict[str, dict[str, float]]:
+        """``{weight name: {hit1, hit10, mAP, n}}`` over a part (and class)."""
+        qs = [q for q in self.queries if q.part == part and (kind is None or q.kind == kind)]
+        out: dict[str, dict[str, float]] = {}
+        for name in self.weights:
+            if not qs:
+                continue
+            aps = [q.ap[name] for q in qs if np.isfinite(q.ap[name])]
+            out[name] = {
+                "hit1": float(np.mean([q.hit1[name] for q in qs])),
+                "hit10": float(np.mean([q.hit10[name] for q in qs])),
+                "mAP": float(np.mean(aps)) if aps else float("nan"),
+                "n": len(qs),
+            }
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """All figures, JSON-serialisable."""
+        parts = sorted({q.part for q in self.queries})
+        return {
+            "models": self.models,
+            "seed": self.seed,
+            "weights": self.weights,
+            "archive_slices": self.archive_slices,
+            "archive_patients": self.archive_patients,
+            "summary": {
+                part: {
+                    "all": self.summary(part),
+                    "per_class": {
+                        kind: self.summary(part, kind)
+                        for kind in sorted({q.kind for q in self.queries if q.part == part})
+                    },
+                }
+                for part in parts
+            },
+            "queries": [dataclasses.asdict(q) for q in self.queries],
+            "notes": self.notes,
+            "skipped_queries": self.skipped_queries,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Patient:
+    key: str
+    source: str
+    volume: Volume
+    anatomy: np.ndarray
+    abnormality: np.ndarray
+    source_z: np.ndarray  # per slice: level in the source's slice_z (mm)
+    lesion: tuple[str, int, np.ndarray] | None = None  # (kind, central slice, labels)
+    clean_anatomy: np.ndarray | None = None  # anatomy codes before the lesion
+
+
+def _refs(p: _Patient) -> list[SliceRef]:
+    z = p.volume.slice_z
+    n = p.volume.n_slices
+    return [
+        SliceRef(p.key, p.key, "", p.key, p.source, p.source, k, n, float(z[k])) for k in range(n)
+    ]
+
+
+def _ranked_templates(
+    anat_q: np.ndarray, exclude: str, templates: dict[str, np.ndarray]
+) -> list[tuple[str, int, float]]:
+    """Each template's best-matching slice to ``anat_q``, best template first."""
+    out = []
+    for name, codes in templates.items():
+        if name == exclude:
+            continue
+        sims = codes @ anat_q
+        j = int(np.argmax(sims))
+        out.append((name, j, float(sims[j])))
+    return sorted(out, key=lambda t: -t[2])
+
+
+def run_sketch_eval(
+    model: EmbeddingModel,
+    sketch_models: SketchModels,
+    sources: SourceSet,
+    seed: int = 0,
+    patients_per_volume: int = 4,
+    sketches_per_lesion: int = 2,
+    tumour_levels: int = 3,
+    sketches_per_tumour_level: int = 3,
+    progress: Callable[[str], None] | None = None,
+    sim_params: SimParams | None = None,
+) -> SketchEvalReport:
+    """Run both parts of the sketch evaluation (see the module docstring).
+
+    Parameters
+    ----------
+    model, sketch_models
+        The anatomy model and the sketch models under test.
+    sources
+        Volumes to use (:func:`load_eval_sources`).
+    seed
+        Seeds every random draw.
+    patients_per_volume
+        Simulated lesion patients per held-out volume.
+    sketches_per_lesion
+        Jittered sketches (queries) per inserted lesion.
+    tumour_levels, sketches_per_tumour_level
+        Part 2: tumour levels per tumour volume, sketches per level.
+    progress
+        Called with a line of text at each step.
+    sim_params
+        How lesion patients are re-scanned; the ``standard`` preset without
+        the simulator's own lesion when ``None``.
+
+    Raises
+    ------
+    ValueError
+        No template volume other than the held-out volume itself exists.
+    """
+    from app.sim.followup import SIM_PRESETS, simulate_followup
+    from app.sim.lesions import LESION_CLASSES, insert_lesion_3d
+    from app.sim.sketches import sketch_from_mask
+
+    t0 = time.perf_counter()
+    say = progress or (lambda _m: None)
+    rng = np.random.default_rng([seed, 6])
+    spec = sketch_models.spec
+    weights = {
+        "default": float(sketch_models.default_weight),
+        "anatomy-only": 0.0,
+        "sketch-only": 1.0,
+    }
+    notes = list(sources.notes)
+    skipped: list[str] = []
+
+    def codes(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+        coded = code_volume(volume, model, sketch_models, with_thumbnails=False)
+        return coded.anatomy, coded.abnormality
+
+    templates = {name: codes(v)[0] for name, v in sources.templates.items()}
+    for name in sources.holdout:
+        if not set(templates) - {name}:
+            raise ValueError(f"no template volume other than {name} itself to draw sketches on")
+
+    # ---- patients: originals (distractors / tumour patients) and lesion patients
+    params = sim_params or dataclasses.replace(SIM_PRESETS["standard"], lesion_probability=0.0)
+    patients: list[_Patient] = []
+    for name, vol in sources.holdout.items():
+        a, b = codes(vol)
+        patients.append(_Patient(f"{name}/original", name, vol, a, b, vol.slice_z.copy()))
+        for i in range(patients_per_volume):
+            say(f"{name}: simulating lesion patient {i + 1}/{patients_per_volume}")
+            sim = simulate_followup(vol, params, rng)
+            clean_a, _ = codes(sim.volume)
+            # Lesion levels a reader could find a template for.
+            best_cos = np.max(
+                [np.max(c @ clean_a.T, axis=0) for t, c in templates.items() if t != name], axis=0
+            )
+            n = sim.volume.n_slices
+            middle = np.arange(int(0.1 * (n - 1)), int(np.ceil(0.9 * (n - 1))) + 1)
+            ok = middle[best_cos[middle] >= _MIN_TEMPLATE_COSINE]
+            if len(ok) == 0:
+                ok = middle[best_cos[middle] >= np.median(best_cos[middle])]
+            inserted = None
+            for _ in range(10):
+                kind = str(rng.choice(LESION_CLASSES))
+                try:
+                    new_vol, labels = insert_lesion_3d(
+                        sim.volume, kind, rng, center_index=int(rng.choice(ok))
+                    )
+                except ValueError:
+                    continue
+                inserted = (kind, new_vol, labels)
+                break
+            if inserted is None:
+                skipped.append(f"{name} patient {i}: no site for a lesion")
+                continue
+            kind, new_vol, labels = inserted
+            areas = labels.reshape(len(labels), -1).astype(bool).sum(axis=1)
+            centre = int(np.argmax(areas))
+            a, b = codes(new_vol)
+            patients.append(
+                _Patient(
+                    f"{name}/sim{i}",
+                    name,
+                    new_vol,
+                    a,
+                    b,
+                    np.asarray(sim.source_z, dtype=np.float64),
+                    (kind, centre, labels),
+                    clean_a,
+                )
+            )
+
+    index = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim)
+    offsets: dict[str, int] = {}
+    for p in patients:
+        offsets[p.key] = len(index)
+        index.add(_refs(p), p.anatomy, p.abnormality)
+    row_patient = np.array([r.patient_key for r in index.refs])
+    row_slice = np.array([r.slice_index for r in index.refs])
+    queries: list[QueryResult] = []
+
+    def score(
+        search: SketchIndex,
+        query: QueryResult,
+        anat_q: np.ndarray,
+        sketch_q: np.ndarray,
+        relevant: np.ndarray,
+    ) -> None:
+        query.n_relevant = int(relevant.sum())
+        for wname, w in weights.items():
+            order, _ = search.ranking(anat_q, sketch_q, w)
+            rel_sorted = relevant[order]
+            query.ap[wname] = average_precision(rel_sorted)
+            first = np.flatnonzero(rel_sorted)
+            query.first_rank[wname] = int(first[0]) + 1 if len(first) else -1
+            shown = search.query(anat_q, sketch_q, w, k=10, one_per_patient_level=True, exact=True)
+            shown_rel = [bool(relevant[h.row]) for h in shown]
+            query.hit1[wname] = hit_at_k(shown_rel, 1)
+            query.hit10[wname] = hit_at_k(shown_rel, 10)
+        queries.append(query)
+
+    def sketch_query(
+        mask: np.ndarray, src: Volume, k: int, clean_anat: np.ndarray, exclude: str, kind: str
+    ) -> tuple[np.ndarray, np.ndarray, str, int, float] | str:
+        """The query (template anatomy, sketch code, template, slice, cosine), or why not.
+
+        Templates are tried best-matching first: the lesion may fall outside a
+        smaller field of view, where a reader would pick another template.
+        """
+        label = 1 + LESION_CLASSES.index(kind)
+        why = "no template volume"
+        for tname, kt, cos in _ranked_templates(clean_anat, exclude, templates):
+            tvol = sources.templates[tname]
+            on_template = transfer_mask(mask, src, k, tvol, kt, spec)
+            if not on_template.any():
+                why = f"the lesion falls outside {tname}'s field at slice {kt}"
+                continue
+            pixel_mm = float(np.sqrt(np.prod(tvol.geometry.spacing[:2])))
+            for _ in range(_SKETCH_TRIES):
+                drawn = sketch_from_mask(on_template, rng, pixel_mm=pixel_mm)
+                try:
+                    vec = sketch_models.sketch_vector(tvol, kt, drawn.astype(np.uint8) * label)
+                except SketchError as exc:
+                    why = f"on {tname} slice {kt}: {exc}"
+                    continue
+                return templates[tname][kt], vec, tname, kt, cos
+        return why
+
+    # ---- part 1: inserted lesions
+    for p in patients:
+        if p.lesion is None:
+            continue
+        kind, centre, labels = p.lesion
+        say(f"part 1: queries for {p.key} ({kind})")
+        relevant = (row_patient == p.key) & (np.abs(row_slice - centre) <= LEVEL_TOLERANCE_SLICES)
+        assert p.clean_anatomy is not None
+        for s in range(sketches_per_lesion):
+            made = sketch_query(
+                labels[centre] > 0, p.volume, centre, p.clean_anatomy[centre], p.source, kind
+            )
+            if isinstance(made, str):
+                skipped.append(f"{p.key} sketch {s}: {made}")
+                continue
+            anat_q, vec, tname, kt, cos = made
+            q = QueryResult("inserted", kind, p.key, tname, centre, kt, cos, 0)
+            score(index, q, anat_q, vec, relevant)
+
+    # ---- part 2: real tumours. Re-scans of the tumour volume (part 1's lesion
+    # patients made from it) show the same tumour in the same body: they would
+    # be the same patient on another date, so they leave this part's archive
+    # and only the tumour patient's own slices are relevant.
+    part2_sizes: dict[str, int] = {}
+    for name, (vol, mask) in sources.tumours.items():
+        orig_key = f"{name}/original"
+        if orig_key not in offsets:
+            continue
+        orig = next(p for p in patients if p.key == orig_key)
+        members = [p for p in patients if p.source != name or p.key == orig_key]
+        index2 = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim)
+        for p in members:
+            index2.add(_refs(p), p.anatomy, p.abnormality)
+        part2_sizes[name] = len(index2)
+        row_patient2 = np.array([r.patient_key for r in index2.refs])
+        row_slice2 = np.array([r.slice_index for r in index2.refs])
+        areas = mask.reshape(len(mask), -1).sum(axis=1)
+        big = np.flatnonzero(areas >= 0.3 * areas.max())
+        picks = np.round(np.linspace(big.min(), big.max(), tumour_levels)).astype(int)
+        levels = sorted({int(big[np.argmin(np.abs(big - k))]) for k in picks})
+        for level in levels:
+            say(f"part 2: {name} tumour level {level}")
+            relevant = (row_patient2 == orig_key) & (
+                np.abs(row_slice2 - level) <= LEVEL_TOLERANCE_SLICES
+            )
+            for s in range(sketches_per_tumour_level):
+                made = sketch_query(mask[level], vol, level, orig.anatomy[level], name, "mass")
+                if isinstance(made, str):
+                    skipped.append(f"{name} level {level} sketch {s}: {made}")
+                    continue
+                anat_q, vec, tname, kt, cos = made
+                q = QueryResult("tumour", "mass", orig_key, tname, level, kt, cos, 0)
+                score(index2, q, anat_q, vec, relevant)
+    if not sources.tumours:
+        notes.append("part 2 (real tumours) not run: no tumour masks available")
+    for name, size in part2_sizes.items():
+        notes.append(
+            f"part 2 archive for {name}: {size} slices (part 1's archive less the re-scans of {name})"
+        )
+
+    n_lesion = sum(p.lesion is not None for p in patients)
+    return SketchEvalReport(
+        models=f"{model.identity}; {sketch_models.identity}",
+        seed=seed,
+        weights=weights,
+        archive_slices={"all": len(index)},
+        archive_patients={
+            "all": len(patients),
+            "with_inserted_lesion": n_lesion,
+            "originals": len(patients) - n_lesion,
+        },
+        queries=queries,
+        notes=notes,
+        skipped_queries=skipped,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def format_sketch_report(report: SketchEvalReport) -> str:
+    """The readable table printed by ``priorsync eval-sketch``."""
+    lines = [
+        f"models: {report.models}",
+        f"seed {report.seed}; archive: {report.archive_slices['all']} slices of "
+        f"{report.archive_patients['all']} patients "
+        f"({report.archive_patients['with_inserted_lesion']} with an inserted lesion, "
+        f"{report.archive_patients['originals']} lesion-free originals); "
+        f"{report.seconds:.0f} s",
+        "hit@k: a slice of the right patient within ±2 slices of the lesion among the first k "
+        "results shown (one per patient and level); mAP over the full exact ranking",
+    ]
+    titles = {"inserted": "Part 1: inserted lesions", "tumour": "Part 2: real tumours"}
+    for part in ("inserted", "tumour"):
+        if not any(q.part == part for q in report.queries):
+            continue
+        lines += ["", titles[part]]
+        lines.append(f"{'class':<12}{'weight':<22}{'n':>4}{'hit@1':>8}{'hit@10':>8}{'mAP':>8}")
+        kinds = [None, *sorted({q.kind for q in report.queries if q.part == part})]
+        for kind in kinds:
+            summary = report.summary(part, kind)
+            for wname, s in summary.items():
+                label = f"{wname} (w={report.weights[wname]:.2f})"
+                lines.append(
+                    f"{kind or 'all':<12}{label:<22}{int(s['n']):>4}{s['hit1']:>8.2f}"
+                    f"{s['hit10']:>8.2f}{s['mAP']:>8.3f}"
+                )
+    if report.notes:
+        lines += ["", "notes:"] + [f"  {n}" for n in report.notes]
+    if report.skipped_queries:
+        lines += ["", f"{len(report.skipped_queries)} queries skipped:"]
+        lines += [f"  {s}" for s in report.skipped_queries[:20]]
+    return "\n".join(lines)

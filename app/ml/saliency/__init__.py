@@ -1,0 +1,1 @@
+"""Why two slices match: similarity saliency maps from the embedding model's features."""

@@ -1,0 +1,1 @@
+"""Training and export of the anatomy (slice-embedding) model (needs PyTorch)."""

@@ -1,0 +1,1 @@
+"""What both trainings share: augmentation, ONNX writing, bank caches, optimiser and checkpoints."""

@@ -1,0 +1,1 @@
+"""Training and export of the sketch-query encoders (needs PyTorch)."""

@@ -1,0 +1,168 @@
+"""Training pieces: the pair sampler, the loss, augmentation, the loop's determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.ml.runtime.preprocess import InputSpec
+from app.ml.train.anatomy.data import ScanSlices, SliceBank, build_bank
+
+torch = pytest.importorskip("torch", reason="the training tests need PyTorch (the train extra)")
+
+from app.ml.train.anatomy.data import PairSampler  # noqa: E402
+from app.ml.train.anatomy.loop import TrainConfig, train  # noqa: E402
+from app.ml.train.anatomy.loss import batch_top1_error_mm, soft_target_contrastive_loss  # noqa: E402
+from app.ml.train.anatomy.model import NetConfig  # noqa: E402
+from app.ml.train.common.augment import augment  # noqa: E402
+
+SPEC = InputSpec(size=32, pixel_mm=12.8)
+
+
+def toy_bank(n_volumes: int = 2, scans: int = 3, seed: int = 0) -> SliceBank:
+    """Scans whose images encode their level: a bar whose position follows z."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for v in range(n_volumes):
+        for _ in range(scans):
+            spacing = rng.uniform(1.0, 5.0)
+            z = np.arange(rng.uniform(0, 10), 120, spacing, dtype=np.float32)
+            images = np.zeros((len(z), 3, 32, 32), dtype=np.uint8)
+            for k, level in enumerate(z):
+                row = int(level / 120 * 28)
+                images[k, :, row : row + 4, 4 + 8 * v : 12 + 8 * v] = 200
+            out.append(ScanSlices(v, images, z))
+    return SliceBank([f"v{v}" for v in range(n_volumes)], out)
+
+
+def test_sampler_pairs_are_close_and_groups_share_a_volume() -> None:
+    bank = toy_bank()
+    sampler = PairSampler(bank, np.random.default_rng(0), groups=4, per_group=6, window_mm=20)
+    batch = sampler.sample()
+    n = 24
+    assert batch.images.shape == (2 * n, 3, 32, 32)
+    # Anchor i and positive n+i: same volume, different scans, level within half a slice.
+    assert np.array_equal(batch.volume[:n], batch.volume[n:])
+    assert np.all(batch.scan[:n] != batch.scan[n:])
+    assert np.all(np.abs(batch.z[:n] - batch.z[n:]) <= 2.5 + 1e-5)
+    for g in range(4):
+        members = slice(6 * g, 6 * g + 6)
+        assert len(set(batch.volume[members])) == 1
+        assert np.ptp(batch.z[members]) <= 40 + 1e-5
+
+
+def test_sampler_is_deterministic() -> None:
+    bank = toy_bank()
+    a = PairSampler(bank, np.random.default_rng(3)).sample()
+    b = PairSampler(bank, np.random.default_rng(3)).sample()
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.z, b.z)
+
+
+def test_loss_rewards_ranking_by_level() -> None:
+    z = torch.tensor([0.0, 10.0, 20.0, 30.0, 0.5, 10.5, 20.5, 30.5])
+    vol = torch.zeros(8, dtype=torch.long)
+    angle = z / 40.0 * torch.pi  # embeddings on a circle: order follows z
+    good = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
+    bad = good[torch.tensor([0, 2, 1, 3, 6, 5, 4, 7])]
+    kw = {"sigma_mm": 1.0, "temperature": 0.05}
+    assert soft_target_contrastive_loss(good, z, vol, **kw) < 0.5
+    assert soft_target_contrastive_loss(bad, z, vol, **kw) > 2.0
+    scan = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    assert float(batch_top1_error_mm(good, z, vol, scan)) == pytest.approx(0.5)
+    assert float(batch_top1_error_mm(bad, z, vol, scan)) > 5.0
+
+
+def test_augment_is_seeded_and_in_range() -> None:
+    images = torch.from_numpy(toy_bank().scans[0].images[:8])
+    a = augment(images, SPEC, torch.Generator().manual_seed(1))
+    b = augment(images, SPEC, torch.Generator().manual_seed(1))
+    c = augment(images, SPEC, torch.Generator().manual_seed(2))
+    assert a.dtype == torch.float32 and a.shape == images.shape
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    # Perturbed, not destroyed.
+    assert float((a - images.float() / 255).abs().mean()) < 0.1
+
+
+def tiny_config(steps: int, seed: int = 0) -> TrainConfig:
+    return TrainConfig(
+        seed=seed,
+        steps=steps,
+        groups=2,
+        per_group=4,
+        warmup_steps=2,
+        net=NetConfig(widths=(4, 8, 8, 8), embedding_dim=8),
+    )
+
+
+def test_training_is_reproducible_and_resumes_exactly(tmp_path) -> None:
+    bank = toy_bank()
+    torch.set_num_threads(1)
+    a = train(tiny_config(6), bank, SPEC)
+    b = train(tiny_config(6), bank, SPEC)
+    for (k, va), vb in zip(
+        a.model.state_dict().items(), b.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(va, vb), k
+    # Stop after 3 steps, then resume to 6: the same weights as one run of 6.
+    stopped = train(tiny_config(6), bank, SPEC, run_dir=tmp_path, stop_at=3)
+    assert stopped.steps_done == 3
+    c = train(tiny_config(6), bank, SPEC, run_dir=tmp_path, resume=True)
+    for (k, va), vc in zip(
+        a.model.state_dict().items(), c.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(va, vc, msg=k)
+    assert (tmp_path / "metrics.jsonl").read_text().strip()
+    # Resumed with nothing left to train: the weights and figures of the finished run.
+    again = train(tiny_config(6), bank, SPEC, run_dir=tmp_path, resume=True)
+    assert again.steps_done == 6
+    for va, vd in zip(
+        c.model.state_dict().values(), again.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(va, vd)
+    assert again.final_loss == pytest.approx(c.final_loss, abs=1e-4)
+    assert again.steps_per_s > 0
+
+
+def test_bank_is_cached_and_rebuilt_when_corrupt(tmp_path) -> None:
+    from app.core.volume import Geometry, Volume
+
+    calls = {"sim": 0}
+
+    def load_source(name: str) -> Volume:
+        vox = np.full((6, 40, 40), -1000, dtype=np.int16)
+        vox[:, 10:30, 10:30] = 40
+        return Volume(vox, Geometry((0, 0, 0), (4.0, 4.0, 5.0), np.eye(3)))
+
+    class Scan:
+        def __init__(self, volume: Volume) -> None:
+            self.volume = volume
+            self.source_z = volume.slice_z[::-1].copy()  # levels may come in any order
+
+    def simulate(source: Volume, rng: np.random.Generator) -> Scan:
+        calls["sim"] += 1
+        return Scan(source)
+
+    kwargs = {"load_source": load_source, "simulate": simulate, "cache_dir": tmp_path}
+    bank = build_bank(["a", "b"], 2, 0, SPEC, **kwargs)
+    assert len(bank.scans) == 6 and calls["sim"] == 4
+    assert all(np.all(np.diff(s.z) > 0) for s in bank.scans)
+    again = build_bank(["a", "b"], 2, 0, SPEC, **kwargs)
+    assert calls["sim"] == 4  # from the cache
+    assert np.array_equal(again.scans[3].images, bank.scans[3].images)
+    (cached,) = tmp_path.glob("bank-*.npz")
+    cached.write_bytes(b"not a zip")
+    build_bank(["a", "b"], 2, 0, SPEC, **kwargs)
+    assert calls["sim"] == 8
+
+
+@pytest.mark.parametrize("flag", ["--steps=0", "--bank-scans=0", "--threads=0", "--eval-pairs=-1"])
+def test_train_command_rejects_bad_numbers(flag: str, capsys) -> None:
+    import argparse
+
+    from app.commands import train as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args([flag])) == 2
+    assert "must be at least" in capsys.readouterr().err
