@@ -120,7 +120,7 @@ class Scan:
 
 
 def backend_for(refs):
-    from app.ui.loader import Backend
+    from app.ui.loading.loader import Backend
 
     return Backend(
         scan=lambda paths, progress=None, cancel=None: Scan(list(refs), []),
@@ -433,9 +433,9 @@ def main() -> int:
 
     from app.ml.anatomy.index import IndexCache
     from app.ml.anatomy.sync_service import SyncEngine
-    from app.ui.loader import Loader
-    from app.ui.main_window import MainWindow
-    from app.ui.shutdown import configure_pyqtgraph, teardown
+    from app.ui.loading.loader import Loader
+    from app.ui.shell.main_window import MainWindow
+    from app.ui.shell.shutdown import configure_pyqtgraph, teardown
 
     n = args.slices
     t0 = time.perf_counter()

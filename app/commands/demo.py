@@ -19,6 +19,6 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"priorsync demo: {problem}", file=sys.stderr)
         return 2
-    from app.ui.application import run_viewer
+    from app.ui.shell.application import run_viewer
 
     return run_viewer(demo=True, screenshot=args.screenshot, quit_after_s=args.quit_after)

@@ -50,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"priorsync view: {problem}", file=sys.stderr)
         return 2
-    from app.ui.application import run_viewer
+    from app.ui.shell.application import run_viewer
 
     return run_viewer(args.paths, screenshot=args.screenshot, quit_after_s=args.quit_after)

@@ -22,7 +22,7 @@ from fakes import FakeBackend, three_dates  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _pyqtgraph_options(qapp):
-    from app.ui.shutdown import configure_pyqtgraph
+    from app.ui.shell.shutdown import configure_pyqtgraph
 
     configure_pyqtgraph()
     yield
@@ -54,8 +54,8 @@ def backend() -> FakeBackend:
 @pytest.fixture
 def window(qtbot, backend):
     """A main window over the fake backend, closed (and its workers stopped) afterwards."""
-    from app.ui.loader import Loader
-    from app.ui.main_window import MainWindow
+    from app.ui.loading.loader import Loader
+    from app.ui.shell.main_window import MainWindow
 
     win = MainWindow(Loader(backend))
     qtbot.addWidget(win)

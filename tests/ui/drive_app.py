@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The checkout this script lies in, not whichever copy of the app is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from input_events import drag, wheel  # noqa: E402
 from PySide6 import QtCore, QtWidgets  # noqa: E402
 
-from app.ui.application import run_viewer  # noqa: E402
+from app.ui.shell.application import run_viewer  # noqa: E402
 
 NOTCHES = int(sys.argv[1]) if len(sys.argv) > 1 else 150
 

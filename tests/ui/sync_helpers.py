@@ -6,8 +6,8 @@ from fakes import FakeBackend
 from PySide6 import QtCore, QtTest
 
 from app.ml.anatomy.sync_service import SyncEngine
-from app.ui.loader import Loader
-from app.ui.main_window import MainWindow
+from app.ui.loading.loader import Loader
+from app.ui.shell.main_window import MainWindow
 
 Qt = QtCore.Qt
 

@@ -1,0 +1,1 @@
+"""Export from the viewer: the menu commands and their dialogs (the writing is app.export's)."""

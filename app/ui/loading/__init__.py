@@ -1,0 +1,1 @@
+"""Background work: the loader (the only place files are read), jobs, the volume cache."""

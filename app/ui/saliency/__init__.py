@@ -1,0 +1,1 @@
+"""The saliency overlay: background computation and when the window asks for it."""

@@ -1,0 +1,1 @@
+"""What persists between sessions: window layout, toggles, presets, recent files."""

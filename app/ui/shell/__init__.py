@@ -1,0 +1,1 @@
+"""The application shell: start-up, the main window and its parts (menus, About), shutdown."""

@@ -1,0 +1,1 @@
+"""Showing slices: viewports, overlay text, side views, the hanging, layouts, the study browser."""

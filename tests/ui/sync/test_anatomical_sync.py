@@ -1,0 +1,299 @@
+"""Anatomical sync in the real viewer: a simulated patient with known truth, the shipped model.
+
+The main window runs on the fake loader (volumes in memory) but everything
+else is real: the ONNX model, hnswlib indexes in a cache folder, the
+whole-series alignment, the widgets and their mouse and key input.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from fakes import FakeBackend
+from input_events import wheel
+from PySide6 import QtCore, QtGui
+from sync_helpers import click, open_patient, show_slice_unsynced
+
+from app.core.state import Channel
+from app.ml.anatomy.index import IndexCache
+from app.ml.anatomy.sync_service import SyncEngine
+from app.ml.runtime.model import default_model_path
+from app.sim.followup import true_correspondence
+from app.ui.loading.loader import Loader
+from app.ui.shell.main_window import MainWindow
+
+Qt = QtCore.Qt
+TOLERANCE_MM = 5.0
+
+pytestmark = pytest.mark.skipif(
+    not default_model_path().is_file(), reason="needs the shipped model models/priorsync-embed.onnx"
+)
+
+
+def errors_mm(patient, states) -> list[tuple[float, bool]]:
+    """|shown - true| (mm) of each prior for the current's slice, and whether to check it.
+
+    Checked: levels at least the tolerance inside the prior (see ``well_inside``).
+    """
+    k = states[0].slice_index
+    out = []
+    for p, state in enumerate(states[1:], start=1):
+        true_z, _ = patient.truth(p, k)
+        inside = patient.well_inside(p, k, TOLERANCE_MM)
+        out.append((abs(state.slice_position_mm - true_z), inside))
+    return out
+
+
+def amber_pixels(widget) -> int:
+    """Pixels of the "outside" amber (#ebcb8b) in the widget as painted."""
+    image = widget.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    w, h, bpl = image.width(), image.height(), image.bytesPerLine()
+    rgb = np.frombuffer(image.constBits(), np.uint8, h * bpl).reshape(h, bpl)[:, : 3 * w]
+    rgb = rgb.reshape(h, w, 3).astype(int)
+    return int(np.sum(np.abs(rgb - np.array([235, 203, 139])).sum(axis=2) < 30))
+
+
+def test_series_are_indexed_in_the_background_with_progress_per_viewport(qtbot, patient, tmp_path):
+    engine = SyncEngine(cache=IndexCache(tmp_path / "index"))
+    threads: list[int] = []
+    build = engine.build_index
+
+    def recording_build(volume, progress=None):
+        threads.append(threading.get_ident())
+        return build(volume, progress)
+
+    engine.build_index = recording_build
+    progress: dict[int, list[tuple[int, int]]] = {}
+    win = MainWindow(Loader(FakeBackend(patient.files)), engine)
+    qtbot.addWidget(win)
+    win.anatomy.index_progress.connect(
+        lambda state, done, total: progress.setdefault(id(state), []).append((done, total))
+    )
+    win.show()
+    with qtbot.waitSignal(win.settled, timeout=60000):
+        win.open_paths(list(patient.files))
+    qtbot.waitUntil(lambda: len(win.views) == 3 and win.is_settled(), timeout=60000)
+    try:
+        states = win.viewport_states()
+        assert len(threads) == 3 and threading.get_ident() not in threads
+        for state in states:
+            # Every viewport saw its own series' progress up to the last slice.
+            assert progress[id(state)][-1] == (state.volume.n_slices, state.volume.n_slices)
+            assert not win.anatomy.index_state(state).from_cache
+        assert all(not v.sync_label.isVisible() for v in win.views.values())
+        assert win.sync.enabled[Channel.SLICE]
+        # Six alignments: every ordered pair of the three series.
+        pairs = [(a, b) for a in states for b in states if a is not b]
+        assert all(engine.alignment_of(a.volume, b.volume) is not None for a, b in pairs)
+    finally:
+        win.shutdown()
+
+
+def test_a_click_moves_every_prior_to_the_true_level(synced, patient):
+    states = synced.viewport_states()
+    assert [s.volume.info.study_date for s in states] == ["20250310", "20240205", "20230117"]
+    current = synced.views[0]
+    checked = 0
+    for k in (40, 55, 70, 85):
+        show_slice_unsynced(synced, states[0], k)
+        click(current)
+        for p, (err, covered) in enumerate(errors_mm(patient, states), start=1):
+            if not covered:
+                continue
+            checked += 1
+            assert err <= TOLERANCE_MM, f"slice {k}: prior {p} is {err:.1f} mm off"
+            match = states[p].match
+            assert match is not None and match.in_coverage and match.aligned
+            assert f"match {match.score:.2f}" in synced.views[p].slice_label.text()
+            assert not synced.views[p].banner.isVisible()
+    assert checked >= 5
+
+
+def test_scrolling_keeps_the_priors_following(synced, patient):
+    states = synced.viewport_states()
+    show_slice_unsynced(synced, states[0], 50)
+    host = synced.views[0].graphics.viewport()
+    for _ in range(12):
+        wheel(host, +1)  # away from the user: toward the head
+        for p, (err, covered) in enumerate(errors_mm(patient, states), start=1):
+            if covered:
+                assert err <= TOLERANCE_MM, f"prior {p} fell {err:.1f} mm behind"
+    assert states[0].slice_index == 62
+
+
+def test_any_viewport_drives(synced, patient):
+    states = synced.viewport_states()
+    prior = synced.views[1]
+    show_slice_unsynced(synced, states[1], 35)
+    click(prior)
+    true_z, covered = true_correspondence(patient.scans[1], patient.scans[0])
+    assert covered[35]
+    assert abs(states[0].slice_position_mm - true_z[35]) <= TOLERANCE_MM
+    assert states[1].match is None  # the driver shows no match of its own
+
+
+def test_sync_off_stops_the_others(synced):
+    states = synced.viewport_states()
+    synced.sync_slices_action.trigger()
+    assert not synced.sync.enabled[Channel.SLICE]
+    before = [s.slice_index for s in states[1:]]
+    wheel(synced.views[0].graphics.viewport(), -5)
+    click(synced.views[0])
+    assert [s.slice_index for s in states[1:]] == before
+    synced.sync_slices_action.trigger()  # and back on: they catch up at once
+    assert all(s.match is not None for s in states[1:])
+
+
+def test_a_level_outside_a_prior_is_marked_and_its_end_slice_dimmed(synced, patient):
+    states = synced.viewport_states()
+    k = 3  # the current's lowest levels: neither prior imaged them
+    assert not patient.truth(1, k)[1] and not patient.truth(2, k)[1]
+    show_slice_unsynced(synced, states[0], k)
+    click(synced.views[0])
+    for p in (1, 2):
+        view, state = synced.views[p], states[p]
+        assert state.match is not None and not state.match.in_coverage
+        assert view.banner.isVisible() and view.banner.text() == "level outside this scan"
+        assert view.image_item.opacity() < 1.0
+        assert state.slice_index == 0  # the nearest end: the prior's lowest slice
+        assert amber_pixels(view.scout) > 20  # the side view's line and arrow turn amber
+    # Back inside: the mark goes.
+    show_slice_unsynced(synced, states[0], 60)
+    click(synced.views[0])
+    assert not synced.views[1].banner.isVisible()
+    assert synced.views[1].image_item.opacity() == 1.0
+    assert amber_pixels(synced.views[1].scout) == 0
+
+
+def test_n_and_shift_n_step_through_candidates_on_the_target_only(synced, qtbot):
+    states = synced.viewport_states()
+    show_slice_unsynced(synced, states[0], 60)
+    click(synced.views[0])
+    target = synced.views[1]
+    match = states[1].match
+    assert match is not None and len(match.candidates) >= 2
+    assert match.candidates[0][0] == states[1].slice_index
+    assert target.candidates_label.isVisible()
+    z = states[1].volume.slice_z
+    (j0, _), (j1, _) = match.candidates[:2]
+    assert f"{z[j1] - z[j0]:+.0f}mm" in target.candidates_label.text()
+    driver_slice, other_slice = states[0].slice_index, states[2].slice_index
+    target.setFocus()
+    qtbot.keyClick(target, Qt.Key.Key_N)
+    assert states[1].slice_index == match.candidates[1][0]
+    assert states[1].match.score == pytest.approx(match.candidates[1][1])
+    assert (states[0].slice_index, states[2].slice_index) == (driver_slice, other_slice)
+    qtbot.keyClick(target, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
+    assert states[1].slice_index == match.candidates[0][0]
+
+
+def test_linked_window_and_zoom_follow_the_driver_with_sync_on(synced):
+    states = synced.viewport_states()
+    assert synced.sync.enabled[Channel.SLICE]
+    states[1].apply_preset("lung")
+    states[1].zoom_by(1.5)
+    for state in states:
+        assert state.window == states[1].window
+        assert state.camera.zoom == pytest.approx(1.5)
+    click(synced.views[1])
+    assert all(s.window == states[1].window for s in states)
+
+
+def test_scout_line_follows_the_slice(synced):
+    view = synced.views[1]
+    scout, state = view.scout, view.state
+    rect = scout.image_rect()
+    r = scout.reformat
+    assert rect.height() / rect.width() == pytest.approx(r.height_mm / r.width_mm, rel=0.02)
+    show_slice_unsynced(synced, state, 0)
+    low = scout.line_y()
+    show_slice_unsynced(synced, state, state.volume.n_slices - 1)
+    high = scout.line_y()
+    # Head at the top: the top slice's line is near the image's top edge.
+    assert high < low
+    assert abs(high - rect.top()) < 0.05 * rect.height()
+    assert abs(low - rect.bottom()) < 0.05 * rect.height()
+
+
+def test_the_index_cache_is_reused_on_reopen(qtbot, patient, tmp_path):
+    cache = IndexCache(tmp_path / "index")
+    first = open_patient(qtbot, patient, SyncEngine(cache=cache))
+    states = first.viewport_states()
+    assert not any(first.anatomy.index_state(s).from_cache for s in states)
+    first.shutdown()
+    first.close()
+    second = open_patient(qtbot, patient, SyncEngine(cache=cache))
+    try:
+        states = second.viewport_states()
+        assert all(second.anatomy.index_state(s).from_cache for s in states)
+        assert second.sync.enabled[Channel.SLICE]
+    finally:
+        second.shutdown()
+
+
+def test_status_bar_and_about_name_the_model_and_provider(synced):
+    info = synced.anatomy.model_info
+    assert info is not None and info.provider in ("CPUExecutionProvider", "CUDAExecutionProvider")
+    assert synced.device_label.text() == info.device
+    text = synced.about_text()
+    assert info.name in text and info.sha256 in text and info.provider in text
+    synced.about_action.trigger()
+    box = synced.findChild(QtCore.QObject, "aboutBox")
+    assert box is not None and box.isVisible()
+    box.close()
+
+
+def test_without_a_model_the_viewer_still_works_and_says_why(qtbot, patient, tmp_path):
+    engine = SyncEngine(model_path=tmp_path / "missing.onnx", cache=False)
+    win = open_patient(qtbot, patient, engine)
+    try:
+        assert win.anatomy.unavailable_reason is not None
+        assert "model file not found" in win.anatomy.unavailable_reason
+        assert not win.sync.enabled[Channel.SLICE]
+        assert win.device_label.text() == "no model"
+        assert all(v.sync_label.text() == "no anatomical sync" for v in win.views.values())
+        states = win.viewport_states()
+        before = states[1].slice_index
+        wheel(win.views[0].graphics.viewport(), 2)
+        assert states[1].slice_index == before
+    finally:
+        win.shutdown()
+
+
+def test_the_truth_is_not_trivial(patient):
+    """Guard for the tests above: the dates differ by frame of reference and spacing."""
+    cur, prior = patient.scans[0].volume, patient.scans[1].volume
+    z_truth, covered = true_correspondence(patient.scans[0], patient.scans[1])
+    naive = np.abs(cur.slice_z[covered] - z_truth[covered])
+    assert naive.min() > 50.0  # equal positions would be far off
+    assert not np.isclose(cur.geometry.spacing[2], prior.geometry.spacing[2])
+
+
+def test_a_series_that_cannot_be_matched_says_so_and_the_others_still_sync(
+    qtbot, patient, tmp_path
+):
+    from dataclasses import replace
+
+    from fakes import FakeRef
+    from sim_patient import SimPatient
+
+    mr = replace(patient.scans[2].volume.info, modality="MR")
+    refs = [*patient.refs[:2], FakeRef(replace(patient.scans[2].volume, info=mr), "mr")]
+    odd = SimPatient(patient.scans, refs)
+    win = open_patient(qtbot, odd, SyncEngine(cache=IndexCache(tmp_path / "index")))
+    try:
+        states = win.viewport_states()
+        failed = win.anatomy.index_state(states[2])
+        assert failed.status == "failed" and "not CT" in failed.message
+        assert win.views[2].sync_label.text() == "no anatomical sync"
+        assert win.sync.enabled[Channel.SLICE]  # the two CT dates sync
+        show_slice_unsynced(win, states[0], 60)
+        before = states[2].slice_index
+        click(win.views[0])
+        err, inside = errors_mm(patient, states[:2])[0]
+        assert inside and err <= TOLERANCE_MM
+        assert states[2].slice_index == before and states[2].match is None
+    finally:
+        win.shutdown()
