@@ -23,7 +23,7 @@ from concurrent.futures import Future
 import numpy as np
 from pydicom import dcmread
 
-from app.core.imaging import apply_rescale
+from app.core.imaging import apply_rescale, rescale_in_place
 from app.core.volume import Geometry, Volume
 from app.io.bounded_pool import run_bounded
 from app.io.dicom_header import human_reason
@@ -150,9 +150,8 @@ class _Decoder:
 def _rescale_in_place(target: np.ndarray, s: DicomSlice) -> None:
     """Turn raw stored values already in ``target`` (int16 memory) into HU, in place.
 
-    Integer-intercept, unit-slope data (nearly all CT) is rescaled with 16-bit
-    wrap-around arithmetic, which is exact whenever the true result fits int16;
-    the min/max check proves that first, else the clipping path is taken.
+    The stored bits are unpacked here (sign extension, masking of unused high
+    bits); :func:`app.core.imaging.rescale_in_place` does the modality LUT.
     """
     pixel = s.pixel
     bits = pixel.bits_stored
@@ -166,16 +165,7 @@ def _rescale_in_place(target: np.ndarray, s: DicomSlice) -> None:
         stored = target.view(np.uint16)
         if bits < 16:
             np.bitwise_and(stored, (1 << bits) - 1, out=stored)
-    slope, intercept = s.slope, s.intercept
-    if slope == 1 and float(intercept).is_integer():
-        ic = int(intercept)
-        if ic == 0 and pixel.signed:
-            return
-        lo, hi = int(stored.min()), int(stored.max())
-        if -32768 <= lo + ic and hi + ic <= 32767:
-            np.add(stored, np.array(ic).astype(stored.dtype), out=stored, casting="unsafe")
-            return
-    target[...] = apply_rescale(stored.copy(), slope, intercept)
+    rescale_in_place(target, stored, s.slope, s.intercept)
 
 
 def load_dicom_series(

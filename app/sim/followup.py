@@ -49,7 +49,9 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
+from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Geometry, Volume
+from app.io.safe_write import safe_write
 
 __all__ = [
     "SimParams",
@@ -68,7 +70,6 @@ Range = tuple[float, float]
 
 SIDECAR_NAME = "priorsync-sim.json"
 _AIR = -1024.0
-_BODY_HU = -500.0
 _HU_MAX = 3071.0
 
 
@@ -296,7 +297,7 @@ def _analyse(vox: np.ndarray, sx: float, sy: float, zg: np.ndarray) -> _Anatomy:
     """Find the body box and the lung bases on a 4x in-plane subsample."""
     step = 4 if min(vox.shape[1:]) >= 128 else 1
     small = vox[:, ::step, ::step]
-    body = small > _BODY_HU
+    body = small > BODY_THRESHOLD_HU
     # The body box comes from each slice's largest blob after an opening of
     # about 15 mm, which detaches the table, blankets and cables (the table
     # alone often spans the whole field of view).
@@ -683,7 +684,7 @@ def _levels(
         rows_i = dz[i0] * (1 - t)[:, None] + dz[i1] * t[:, None]  # (sub rows, nodes)
         full = rows_i[:, i0] * (1 - t)[None, :] + rows_i[:, i1] * t[None, :]
         pz = qz + full
-        body = out[k][np.ix_(idx, idx)] > _BODY_HU
+        body = out[k][np.ix_(idx, idx)] > BODY_THRESHOLD_HU
         levels[k] = float(np.median(pz[body] if body.sum() >= 10 else pz))
     return np.asarray(_to_slice_z(levels, zg, src_z, sz), dtype=np.float64)
 
@@ -721,7 +722,7 @@ def _add_lesion(
                 max(r - rr, 0) : r + rr + 1,
                 max(cc - rc, 0) : cc + rc + 1,
             ]
-            if patch.size and np.mean(patch > _BODY_HU) > 0.97:
+            if patch.size and np.mean(patch > BODY_THRESHOLD_HU) > 0.97:
                 center = c
                 break
         if center is None:
@@ -744,7 +745,7 @@ def _add_lesion(
     )
     blob = np.clip(1.0 - d2 / radius**2, 0.0, 1.0) ** 2  # smooth edge, peak 1 at the centre
     region = vol[ks, rs, cs]  # a view: the blob is added in place
-    region += (np.float32(contrast) * blob * (region > _BODY_HU)).astype(np.float32)
+    region += (np.float32(contrast) * blob * (region > BODY_THRESHOLD_HU)).astype(np.float32)
     lps = geom.index_to_lps(np.array([center[2], center[1], center[0]]))
     return {
         "center_lps": [float(v) for v in lps],
@@ -790,9 +791,7 @@ def write_scan(
         "slice_z": [float(v) for v in scan.volume.slice_z],
         "params_used": scan.params_used,
     }
-    tmp = folder / (SIDECAR_NAME + ".tmp")
-    tmp.write_text(json.dumps(sidecar, indent=1))
-    tmp.replace(folder / SIDECAR_NAME)
+    safe_write(folder / SIDECAR_NAME, json.dumps(sidecar, indent=1).encode(), overwrite=True)
     return target
 
 
