@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"priorsync train-sketch: {problem}", file=sys.stderr)
         return EXIT_INPUT
     try:  # PyTorch comes with the train extra only
-        import torch
-
+        from app.ml.train.common.optim import set_threads
         from app.ml.train.sketch.export import (
             ABNORMALITY_INPUT,
             ABNORMALITY_NAME,
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if set(TRAIN_VOLUMES) & set(HOLDOUT_VOLUMES):  # a guard against a future edit of the lists
         print("priorsync train-sketch: a held-out volume is listed for training", file=sys.stderr)
         return EXIT_FAILURE
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     run_dir: Path = args.run_dir or Path("runs") / f"sketch-seed{args.seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = InputSpec()
