@@ -29,7 +29,7 @@ from app.io.bounded_pool import run_bounded
 from app.io.dicom_header import human_reason
 from app.io.dicom_series import slice_normal
 from app.io.errors import LoadError
-from app.io.records import DicomSlice, SeriesRef
+from app.io.records import DicomSlice, PixelFormat, SeriesRef
 
 __all__ = ["load_dicom_series", "series_geometry", "io_workers"]
 
@@ -98,7 +98,7 @@ def series_geometry(slices: list[DicomSlice]) -> tuple[Geometry, np.ndarray, lis
             stack_dir = normal
     geometry = Geometry(
         origin=positions[0],
-        spacing=(col_spacing, row_spacing, z_spacing),
+        spacing=np.array([col_spacing, row_spacing, z_spacing]),
         direction=np.column_stack([row_dir, col_dir, stack_dir]),
     )
     return geometry, positions, warnings
@@ -119,7 +119,7 @@ class _Decoder:
         return len(items)
 
     @staticmethod
-    def _fast(pixel) -> bool:
+    def _fast(pixel: PixelFormat) -> bool:
         return (
             pixel.offset is not None
             and pixel.bits_allocated == 16
@@ -131,7 +131,9 @@ class _Decoder:
         frame_bytes = items[0][1].pixel.rows * items[0][1].pixel.cols * 2
         with open(path, "rb", buffering=0) as f:
             for index, s in sorted(items, key=lambda it: it[1].frame):
-                f.seek(s.pixel.offset + s.frame * frame_bytes)
+                offset = s.pixel.offset
+                assert offset is not None  # _fast() chose this path because it is known
+                f.seek(offset + s.frame * frame_bytes)
                 target = self.out[index]
                 got = f.readinto(memoryview(target).cast("B"))
                 if got != frame_bytes:
@@ -208,7 +210,7 @@ def load_dicom_series(
     done = 0
     total = len(slices)
 
-    def on_result(path: str, fut: Future) -> None:
+    def on_result(path: str, fut: Future[int]) -> None:
         nonlocal done
         try:
             done += fut.result()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.core.volume import Volume
-from app.io.dicom_header import looks_like_dicom, read_dicom_header
+from app.io.dicom_header import DicomHeader, looks_like_dicom, read_dicom_header
 from app.io.dicom_load import load_dicom_series
 from app.io.dicom_series import build_dicom_series
 from app.io.records import FileProbe, SeriesRef, SkippedFile
@@ -87,10 +87,10 @@ class DicomReader:
     def can_read(self, probe: FileProbe) -> bool:
         return looks_like_dicom(probe.head)
 
-    def read_header(self, probe: FileProbe, scan_state: dict[str, Any]):
+    def read_header(self, probe: FileProbe, scan_state: dict[str, Any]) -> DicomHeader:
         return read_dicom_header(probe, scan_state.setdefault("dicom_series_info", {}))
 
-    def build_series(self, headers: list) -> tuple[list[SeriesRef], list[SkippedFile]]:
+    def build_series(self, headers: list[DicomHeader]) -> tuple[list[SeriesRef], list[SkippedFile]]:
         return build_dicom_series(headers)
 
     def load(self, ref: SeriesRef, progress: Progress, cancel: threading.Event | None) -> Volume:

@@ -601,7 +601,7 @@ def simulate_followup(
     origin = np.array(
         [-(matrix - 1) * pixel / 2 + table_xy[0], -(matrix - 1) * pixel / 2 + table_xy[1], table_z]
     )
-    geom = Geometry(origin=origin, spacing=(pixel, pixel, spacing), direction=np.eye(3))
+    geom = Geometry(origin=origin, spacing=np.array([pixel, pixel, spacing]), direction=np.eye(3))
     kernel = "SHARP" if sharpen else ("SOFT" if blur_mm > 0.4 else "STANDARD")
     fields: dict[str, Any] = {
         "study_uid": _uid(rng),
@@ -706,7 +706,7 @@ def _add_lesion(
         ijk = geom.lps_to_index(np.asarray(params.lesion_center, dtype=np.float64))
         center = np.array([ijk[2], ijk[1], ijk[0]])
     else:
-        center = None
+        found: np.ndarray | None = None
         # Soft-tissue voxels whose neighbourhood is all body: the lesion stays inside.
         n, h, w = vol.shape
         for _ in range(60):
@@ -723,10 +723,11 @@ def _add_lesion(
                 max(cc - rc, 0) : cc + rc + 1,
             ]
             if patch.size and np.mean(patch > BODY_THRESHOLD_HU) > 0.97:
-                center = c
+                found = c
                 break
-        if center is None:
+        if found is None:
             return None
+        center = found
     rk, rr, rc = (int(math.ceil(radius * 1.3 / s)) + 1 for s in (sz, sy, sx))
     k0, r0, c0 = (int(round(v)) for v in center)
     ks = slice(max(k0 - rk, 0), min(k0 + rk + 1, vol.shape[0]))

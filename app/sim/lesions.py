@@ -321,7 +321,7 @@ def _texture(shape: tuple[int, int], rng: np.random.Generator, sigma_px: float) 
     """Zero-mean, unit-variance noise, smoothed over ``sigma_px`` (0: white)."""
     noise = rng.standard_normal(shape).astype(np.float32)
     if sigma_px > 0.3:
-        noise = cv2.GaussianBlur(noise, (0, 0), sigma_px)
+        noise = np.asarray(cv2.GaussianBlur(noise, (0, 0), sigma_px), dtype=np.float32)
         noise /= max(float(noise.std()), 1e-6)
     return noise
 

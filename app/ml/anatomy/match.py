@@ -341,7 +341,7 @@ class Matcher:
         index = self._memory.get(self.identity(volume))
         if index is not None and index.n_slices == volume.n_slices:
             return index.embeddings[k]
-        return self.model.embed_slices(volume, [k])[0]  # type: ignore[index]
+        return self.model.embed_slices(volume, [k])[0]
 
     def query_slice(
         self,

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METHODS = ("engine", "equal_z", "ncc", "rigid", "oracle")
-_FORMATS = ("dicom", "nifti")
+_FORMATS: tuple[Literal["dicom"], Literal["nifti"]] = ("dicom", "nifti")
 
 
 @dataclass

@@ -612,8 +612,9 @@ def blend_overlay(
     _, m = cv2.threshold(m, 1.0, 1.0, cv2.THRESH_TRUNC)
     colour = cv2.applyColorMap(cv2.convertScaleAbs(m, alpha=255.0), _rgb_lut(colormap))
     base = cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_GRAY2RGB)
-    alpha = cv2.multiply(m, float(opacity))
-    return cv2.blendLinear(colour, base, alpha, cv2.subtract(1.0, alpha))
+    # OpenCV's stubs omit the scalar operands that cv2.multiply / subtract accept.
+    alpha = cv2.multiply(m, float(opacity))  # type: ignore[call-overload]
+    return cv2.blendLinear(colour, base, alpha, cv2.subtract(1.0, alpha))  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------- the model wrapper
@@ -694,7 +695,9 @@ class SimilaritySaliency:
         img[(x - 7) ** 2 + y**2 <= 16] = -850
         img[x**2 + (y - 7) ** 2 <= 6] = 900
         geom = Geometry(
-            origin=(0, 0, 0), spacing=(self.spec.pixel_mm,) * 2 + (1.0,), direction=np.eye(3)
+            origin=np.zeros(3),
+            spacing=np.array([self.spec.pixel_mm, self.spec.pixel_mm, 1.0]),
+            direction=np.eye(3),
         )
         return self.slice_features(Volume(img[np.newaxis], geom), 0)
 

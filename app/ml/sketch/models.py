@@ -89,7 +89,7 @@ def _name(opened: OpenedModel) -> str:
 
 
 def _output_dim(opened: OpenedModel) -> int:
-    shape = {o.name: o.shape for o in opened.session.get_outputs()}[_OUTPUT]  # type: ignore[attr-defined]
+    shape = {o.name: o.shape for o in opened.session.get_outputs()}[_OUTPUT]
     dim = shape[-1]
     if not isinstance(dim, int):
         dim = int(opened.metadata.get("priorsync.embedding_dim", "0") or 0)
@@ -231,7 +231,7 @@ class SketchModels:
     # -- inference ---------------------------------------------------------------
     @staticmethod
     def _run(opened: OpenedModel, name: str, batch: np.ndarray) -> np.ndarray:
-        out = opened.session.run([_OUTPUT], {name: batch})  # type: ignore[attr-defined]
+        out = opened.session.run([_OUTPUT], {name: batch})
         emb = np.asarray(out[0], dtype=np.float32)
         # Re-normalised so inner products are cosines even if an export drifts a little.
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

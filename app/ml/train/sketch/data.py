@@ -381,7 +381,7 @@ class LesionBatchSampler:
         shift = self.rng.uniform(-cfg.base_shift_px, cfg.base_shift_px, size=2)
         flip = bool(self.rng.random() < cfg.base_flip)
         half = (size - 1) / 2.0
-        matrix = cv2.getRotationMatrix2D((half, half), angle, scale)
+        matrix = np.asarray(cv2.getRotationMatrix2D((half, half), angle, scale), np.float64)
         matrix[:, 2] += shift
         if flip:
             # x -> size - 1 - x after the rotation: the body stays centred.
