@@ -112,7 +112,7 @@ def rescale_in_place(
         if ic == 0 and stored.dtype == np.int16:
             return
         lo, hi = int(stored.min()), int(stored.max())
-        if -32768 <= lo + ic and hi + ic <= 32767:
+        if lo + ic >= -32768 and hi + ic <= 32767:
             np.add(stored, np.array(ic).astype(stored.dtype), out=stored, casting="unsafe")
             return
     target[...] = apply_rescale(stored.copy(), slope, intercept)

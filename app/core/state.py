@@ -262,7 +262,7 @@ class SyncGroup:
 
     def __init__(self) -> None:
         self.viewports: list[ViewportState] = []
-        self.enabled: dict[Channel, bool] = {c: False for c in Channel}
+        self.enabled: dict[Channel, bool] = dict.fromkeys(Channel, False)
         self.slice_mapper: SliceMapper = SliceMapper()
         self.toggled = Signal()  # (channel, on)
         self._propagating = False

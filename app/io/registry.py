@@ -1,8 +1,9 @@
 """Registry of file readers: the first registered reader whose ``can_read`` accepts a file wins.
 
-Like napari's and pyqtgraph's plugin lists, adding a format means registering a
-reader, not editing a chain of ``if suffix == ...``. Each reader identifies
-files, reads one file's header, groups headers into series and loads a series.
+Like napari's and pyqtgraph's plugin lists, adding a format means adding a
+reader to ``_readers`` below, not editing a chain of ``if suffix == ...``. Each
+reader identifies files, reads one file's header, groups headers into series
+and loads a series.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ __all__ = [
     "find_reader",
     "reader_for_kind",
     "readers",
-    "register_reader",
     "describe_unknown",
-    "unregister_reader",
 ]
 
 Progress = Callable[[int, int], None] | None
@@ -106,20 +105,6 @@ def readers() -> tuple[Reader, ...]:
     """Registered readers, in the order they are asked."""
     with _lock:
         return tuple(_readers)
-
-
-def register_reader(reader: Reader, *, first: bool = False) -> None:
-    """Add a reader (asked last, or first when ``first``); its kind must be new."""
-    with _lock:
-        if any(r.kind == reader.kind for r in _readers):
-            raise ValueError(f"a reader for kind {reader.kind!r} is already registered")
-        _readers.insert(0 if first else len(_readers), reader)
-
-
-def unregister_reader(reader: Reader) -> None:
-    """Remove a previously registered reader."""
-    with _lock:
-        _readers.remove(reader)
 
 
 def find_reader(probe: FileProbe) -> Reader | None:

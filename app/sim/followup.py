@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,7 +63,6 @@ __all__ = [
     "write_scan",
     "read_scan",
     "SIDECAR_NAME",
-    "params_dict",
 ]
 
 Range = tuple[float, float]
@@ -524,8 +523,8 @@ def simulate_followup(
     gz = np.arange(n_out) * spacing
     qz, qy, qx = np.meshgrid(gz, gi, gi, indexing="ij")
     q = np.stack([qx, qy, qz], axis=-1) + grid_origin  # (n_out, nodes, nodes, 3)
-    R = _rotation(rot)
-    p_rigid = (q - grid_center) @ R.T + grid_center + shift
+    rotation = _rotation(rot)
+    p_rigid = (q - grid_center) @ rotation.T + grid_center + shift
     zd = (
         anat.diaphragm_z
         if anat.diaphragm_z is not None
@@ -819,8 +818,3 @@ def read_scan(folder: Path | str) -> SimulatedScan:
             f"{folder}: the sidecar describes {len(source_z)} slices, found {volume.n_slices}"
         )
     return SimulatedScan(volume, source_z, meta.get("params_used", {}), meta.get("source_ref", ""))
-
-
-def params_dict(params: SimParams) -> dict[str, Any]:
-    """``SimParams`` as a JSON-serialisable dict."""
-    return asdict(params)

@@ -389,7 +389,7 @@ class Matcher:
         aligned = int(alignment.prior_index[k])
         pz = prior_index.slice_z
         # The aligned slice and its neighbours lead; k-NN hits follow by distance to it.
-        pool = {j: s for j, s in cands}
+        pool = dict(cands)
         for j in (aligned - 1, aligned, aligned + 1):
             if 0 <= j < prior_index.n_slices and j not in pool:
                 pool[j] = float(prior_index.embeddings[j] @ vec)

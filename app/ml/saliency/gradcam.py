@@ -264,9 +264,9 @@ def read_head(proto: onnx.ModelProto) -> HeadWeights:
                 f"{name!r} feeds {n} nodes, expected one"
             )
         op = node.op_type
-        if not pooled and op == "ReduceMean" and _reduces_spatial_mean(node, graph):
-            pooled = True
-        elif not pooled and op == "GlobalAveragePool":
+        if not pooled and (
+            (op == "ReduceMean" and _reduces_spatial_mean(node, graph)) or op == "GlobalAveragePool"
+        ):
             pooled = True
         elif pooled and op in _RESHAPES:
             pass
