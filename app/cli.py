@@ -13,6 +13,7 @@ import logging
 import sys
 
 from app import __version__
+from app.commands.exit_codes import EXIT_CANCELLED, EXIT_OK
 
 # name -> (module, one-line help). Order is the order shown in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command is None:
         parser.print_help()
-        return 0
+        return EXIT_OK
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_CANCELLED
 
 
 if __name__ == "__main__":

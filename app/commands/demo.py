@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.commands.exit_codes import EXIT_INPUT
 from app.commands.view import add_window_options, check_window_options
 
 __all__ = ["add_arguments", "run"]
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     problem = check_window_options(args)
     if problem:
         print(f"priorsync demo: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     from app.ui.shell.application import run_viewer
 
     return run_viewer(demo=True, screenshot=args.screenshot, quit_after_s=args.quit_after)

@@ -17,7 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_OUTPUT
 from app.commands.options import add_model_arguments
+from app.io.safe_write import WriteError, safe_write
 
 __all__ = ["add_arguments", "run"]
 
@@ -58,17 +60,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.pairs < 1:
         print("priorsync eval: error: --pairs must be at least 1", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         print(f"priorsync eval: error: unknown method(s) {unknown}; use {METHODS}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     try:
         model = EmbeddingModel.load(args.model, device=args.device)
     except ModelError as exc:
         print(f"priorsync eval: error: {exc}", file=sys.stderr)
-        return 3
+        return EXIT_MODEL
     presets = ("standard", "hard") if args.preset == "both" else (args.preset,)
     if args.clear_cache:
         import shutil
@@ -94,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         print(f"priorsync eval: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     print(format_report(report))
     if args.json is not None:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=1))
-        tmp.replace(args.json)
+        try:
+            safe_write(args.json, json.dumps(report.to_dict(), indent=1).encode(), overwrite=True)
+        except WriteError as exc:
+            print(f"priorsync eval: error: {exc}", file=sys.stderr)
+            return EXIT_OUTPUT
         print(f"results written to {args.json}")
-    return 0
+    return EXIT_OK

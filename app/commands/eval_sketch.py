@@ -17,7 +17,9 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_OUTPUT
 from app.commands.options import add_model_arguments, load_sketch_stack
+from app.io.safe_write import WriteError, safe_write
 
 __all__ = ["add_arguments", "run"]
 
@@ -50,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.patients_per_volume < 1 or args.sketches_per_lesion < 1:
         _error("--patients-per-volume and --sketches-per-lesion must be at least 1")
-        return 2
+        return EXIT_INPUT
     try:
         model, sketch_models = load_sketch_stack(args)
     except ModelError as exc:
         _error(str(exc))
-        return 3
+        return EXIT_MODEL
 
     def progress(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
@@ -73,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         _error(str(exc))
-        return 2
+        return EXIT_INPUT
     print(format_sketch_report(report))
     if args.json is not None:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=1))
-        tmp.replace(args.json)
+        try:
+            safe_write(args.json, json.dumps(report.to_dict(), indent=1).encode(), overwrite=True)
+        except WriteError as exc:
+            _error(str(exc))
+            return EXIT_OUTPUT
         print(f"results written to {args.json}")
-    return 0
+    return EXIT_OK

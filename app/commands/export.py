@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_OUTPUT
 from app.commands.options import (
     InputError,
     add_model_arguments,
@@ -35,13 +36,9 @@ if TYPE_CHECKING:  # imported for real inside the functions, to keep `priorsync 
     from app.core.imaging import Window
     from app.export.formats import Exporter
 
-__all__ = ["EXIT_INPUT", "EXIT_MODEL", "EXIT_OUTPUT", "add_arguments", "parse_window", "run"]
+__all__ = ["add_arguments", "parse_window", "run"]
 
 log = logging.getLogger(__name__)
-
-EXIT_INPUT = 2
-EXIT_MODEL = 3
-EXIT_OUTPUT = 4
 
 
 class _UsageError(Exception):
@@ -260,4 +257,4 @@ def run(args: argparse.Namespace) -> int:
     summary = describe_panels(panels, "relative" if args.relative_dates else "absolute")
     for part in summary.split(". ", 1)[-1].split("; "):
         print(f"  {part}")
-    return 0
+    return EXIT_OK

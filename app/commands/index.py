@@ -19,12 +19,10 @@ import json
 import sys
 from pathlib import Path
 
+from app.commands.exit_codes import EXIT_CANCELLED, EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from app.commands.options import add_model_arguments, load_sketch_stack
 
 __all__ = ["add_arguments", "run"]
-
-EXIT_INPUT = 2
-EXIT_MODEL = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     except Cancelled:
         _error("cancelled")
-        return 130
+        return EXIT_CANCELLED
     except OSError as exc:
         _error(f"could not write the archive: {exc.strerror or exc}")
         return EXIT_INPUT
     if args.json:
         print(json.dumps(report.to_dict()))
-        return 0
+        return EXIT_OK
     _print_skipped(report.skipped)
     print(
         f"indexed {report.n_slices} slices of {report.n_series} series "
@@ -98,4 +96,4 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.skipped)} file(s)/series left out"
     )
     print(f"archive: {report.out_dir}")
-    return 0
+    return EXIT_OK

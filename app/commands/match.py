@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from app.commands.options import (
     InputError,
     add_model_arguments,
@@ -36,12 +37,9 @@ if TYPE_CHECKING:  # heavy modules load only when the command runs
     from app.core.volume import Volume
     from app.ml.anatomy.match import MatchResult
 
-__all__ = ["add_arguments", "run", "EXIT_INPUT", "EXIT_MODEL"]
+__all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
-
-EXIT_INPUT = 2
-EXIT_MODEL = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,4 +126,4 @@ def run(args: argparse.Namespace) -> int:
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+    return EXIT_OK

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from app.commands.exit_codes import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
+
 __all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     ):
         if problem:
             print(f"priorsync train: {problem}", file=sys.stderr)
-            return 2
+            return EXIT_INPUT
     try:  # PyTorch comes with the train extra only
         from app.ml.train.anatomy.export import export_onnx
         from app.ml.train.anatomy.loop import TrainConfig, train
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             f"priorsync train needs the train extra (pip install 'priorsync[train]'): {exc}",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILURE
     from app.ml.runtime.preprocess import InputSpec
     from app.ml.train.anatomy.data import build_bank
     from app.ml.train.anatomy.quick_eval import OnnxEmbedder, evaluate_nearest_neighbour
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     sim_code = Path(followup.__file__).read_bytes().decode("utf-8", "replace")
     if set(TRAIN_VOLUMES) & set(HOLDOUT_VOLUMES):  # a guard against a future edit of the lists
         print("priorsync train: a held-out volume is listed for training", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
 
     t0 = time.perf_counter()
     try:
@@ -155,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except SourceError as exc:
         print(f"priorsync train: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     log.info("slice bank: %d slices in %.0f s", bank.n_slices, time.perf_counter() - t0)
 
     result = train(
@@ -207,4 +209,4 @@ def run(args: argparse.Namespace) -> int:
             for name, fig in figures.items():
                 log.info("held-out %s %s: %s", preset, name, fig.line())
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return 0
+    return EXIT_OK

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.commands.exit_codes import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 from app.commands.train import SOURCE_LICENCES, add_training_arguments, positive
 
 __all__ = ["add_arguments", "run"]
@@ -63,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem:
         print(f"priorsync train-sketch: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     try:  # PyTorch comes with the train extra only
-        import torch
-
+        from app.ml.train.common.optim import set_threads
         from app.ml.train.sketch.export import (
             ABNORMALITY_INPUT,
             ABNORMALITY_NAME,
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             f"priorsync train-sketch needs the train extra (pip install 'priorsync[train]'): {exc}",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FAILURE
     from app.ml.runtime.model import EmbeddingModel, ModelError
     from app.ml.runtime.preprocess import InputSpec
     from app.ml.train.sketch.data import build_hu_bank
@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
 
     if set(TRAIN_VOLUMES) & set(HOLDOUT_VOLUMES):  # a guard against a future edit of the lists
         print("priorsync train-sketch: a held-out volume is listed for training", file=sys.stderr)
-        return 1
-    torch.set_num_threads(args.threads)
+        return EXIT_FAILURE
+    set_threads(args.threads)
     run_dir: Path = args.run_dir or Path("runs") / f"sketch-seed{args.seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = InputSpec()
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         anatomy = EmbeddingModel.load(device="cpu")
     except ModelError as exc:
         print(f"priorsync train-sketch: the anatomy model is needed: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
 
     t0 = time.perf_counter()
     try:
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         sources = {name: load_source(name) for name in TRAIN_VOLUMES}
     except SourceError as exc:
         print(f"priorsync train-sketch: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     log.info("HU bank: %d slices in %.0f s", bank.n_slices, time.perf_counter() - t0)
 
     t1 = time.perf_counter()
@@ -208,4 +208,4 @@ def run(args: argparse.Namespace) -> int:
         "models": outputs,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return 0
+    return EXIT_OK

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from app.commands.exit_codes import EXIT_INPUT
+
 __all__ = ["add_arguments", "add_window_options", "run"]
 
 
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     problem = check_window_options(args)
     if problem:
         print(f"priorsync view: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     from app.ui.shell.application import run_viewer
 
     return run_viewer(args.paths, screenshot=args.screenshot, quit_after_s=args.quit_after)

@@ -10,7 +10,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Window", "PRESETS", "apply_rescale", "window_to_uint8", "window_to_unit"]
+__all__ = [
+    "AIR_HU",
+    "BODY_THRESHOLD_HU",
+    "BONE_WINDOW",
+    "LUNG_WINDOW",
+    "PRESETS",
+    "SOFT_TISSUE_WINDOW",
+    "Window",
+    "apply_rescale",
+    "rescale_in_place",
+    "window_to_uint8",
+    "window_to_unit",
+]
+
+# Air as CT scanners store it (and the fill value outside a resampled field).
+AIR_HU = -1024
+# Soft tissue, fat and even lung parenchyma at full inspiration sit above this;
+# air outside the patient and most of the foam mattress sit below it. Every body
+# mask, body centroid and "is this CT?" check uses this one threshold.
+BODY_THRESHOLD_HU = -500
 
 
 @dataclass(frozen=True)
@@ -35,12 +54,18 @@ class Window:
         return self.center + self.width / 2.0
 
 
-# Conventional CT presets (center, width) in HU.
+# The standard CT windows (center, width) in HU. The model's input channels,
+# the archive's thumbnails and the viewer's presets all use these.
+LUNG_WINDOW = Window(-600, 1500)  # air, parenchyma, vessels
+SOFT_TISSUE_WINDOW = Window(40, 400)  # organs, fat, muscle, contrast (mediastinal)
+BONE_WINDOW = Window(400, 1800)
+
+# Conventional CT presets of the viewer.
 PRESETS: dict[str, Window] = {
-    "lung": Window(-600, 1500),
-    "mediastinum": Window(40, 400),
+    "lung": LUNG_WINDOW,
+    "mediastinum": SOFT_TISSUE_WINDOW,
     "abdomen": Window(50, 350),
-    "bone": Window(400, 1800),
+    "bone": BONE_WINDOW,
     "brain": Window(40, 80),
 }
 
@@ -52,11 +77,45 @@ def apply_rescale(stored: np.ndarray, slope: float, intercept: float) -> np.ndar
     integer arithmetic (no float copy of the whole volume).
     """
     stored = np.asarray(stored)
-    if slope == 1 and float(intercept).is_integer():
+    if _integer_rescale(slope, intercept):
         out = stored.astype(np.int32, copy=False) + int(intercept)
     else:
         out = np.rint(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
     return np.clip(out, -32768, 32767).astype(np.int16, copy=False)
+
+
+def _integer_rescale(slope: float, intercept: float) -> bool:
+    return slope == 1 and float(intercept).is_integer()
+
+
+def rescale_in_place(
+    target: np.ndarray, stored: np.ndarray, slope: float, intercept: float
+) -> None:
+    """Modality LUT in place: ``stored`` values, a view of ``target``'s memory, to HU in ``target``.
+
+    Integer-intercept, unit-slope data (nearly all CT) is rescaled with 16-bit
+    wrap-around arithmetic, which is exact whenever the true result fits int16;
+    the min/max check proves that first, else :func:`apply_rescale` clips.
+
+    Parameters
+    ----------
+    target
+        ``int16`` array that receives the HU.
+    stored
+        The raw stored values: ``target`` itself (signed data) or its
+        ``uint16`` view (unsigned data).
+    slope, intercept
+        Rescale Slope and Rescale Intercept.
+    """
+    if _integer_rescale(slope, intercept):
+        ic = int(intercept)
+        if ic == 0 and stored.dtype == np.int16:
+            return
+        lo, hi = int(stored.min()), int(stored.max())
+        if lo + ic >= -32768 and hi + ic <= 32767:
+            np.add(stored, np.array(ic).astype(stored.dtype), out=stored, casting="unsafe")
+            return
+    target[...] = apply_rescale(stored.copy(), slope, intercept)
 
 
 def window_to_unit(hu: np.ndarray, window: Window) -> np.ndarray:

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.core.imaging import Window, window_to_uint8
+from app.core.imaging import BODY_THRESHOLD_HU, Window, window_to_uint8
 from app.core.volume import Volume
 
 __all__ = ["Reformat", "sagittal_reformat", "SCOUT_WINDOW"]
 
 # Lung, soft tissue and bone all distinguishable in one grey ramp.
 SCOUT_WINDOW = Window(center=-200.0, width=1600.0)
-_BODY_HU = -500
 _MARGIN_MM = 10.0
 
 
@@ -58,7 +57,7 @@ def _body_extent(volume: Volume) -> tuple[int, int, int]:
     Projections of the body mask, not ``np.nonzero``: the coordinates of
     millions of body voxels would cost a GUI-thread stall of a second.
     """
-    sample = volume.voxels[:: max(1, volume.n_slices // 32)] > _BODY_HU
+    sample = volume.voxels[:: max(1, volume.n_slices // 32)] > BODY_THRESHOLD_HU
     per_row = sample.any(axis=2).any(axis=0)
     if not per_row.any():
         return volume.shape[2] // 2, 0, volume.shape[1] - 1

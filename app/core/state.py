@@ -8,7 +8,7 @@ viewports on the channels that are switched on, as OHIF's SyncGroupService does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -262,11 +262,11 @@ class SyncGroup:
 
     def __init__(self) -> None:
         self.viewports: list[ViewportState] = []
-        self.enabled: dict[Channel, bool] = {c: False for c in Channel}
+        self.enabled: dict[Channel, bool] = dict.fromkeys(Channel, False)
         self.slice_mapper: SliceMapper = SliceMapper()
         self.toggled = Signal()  # (channel, on)
         self._propagating = False
-        self._slots: dict[int, object] = {}
+        self._slots: dict[int, Callable[..., None]] = {}
 
     def add(self, vp: ViewportState) -> None:
         self.viewports.append(vp)
@@ -280,7 +280,7 @@ class SyncGroup:
     def remove(self, vp: ViewportState) -> None:
         if vp in self.viewports:
             self.viewports.remove(vp)
-            vp.changed.disconnect(self._slots.pop(id(vp)))  # type: ignore[arg-type]
+            vp.changed.disconnect(self._slots.pop(id(vp)))
 
     def clear(self) -> None:
         for vp in list(self.viewports):

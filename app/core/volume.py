@@ -49,7 +49,8 @@ class Geometry:
     def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
         """Convert ``(..., 3)`` continuous indices ``(col, row, slice)`` to LPS mm."""
         ijk = np.asarray(ijk, dtype=np.float64)
-        return self.origin + (ijk * self.spacing) @ self.direction.T
+        lps: np.ndarray = self.origin + (ijk * self.spacing) @ self.direction.T
+        return lps
 
     def lps_to_index(self, xyz: np.ndarray) -> np.ndarray:
         """Convert ``(..., 3)`` LPS mm points to continuous indices ``(col, row, slice)``."""
@@ -105,7 +106,8 @@ class Volume:
     slice_positions
         ``(n_slices, 3)`` LPS position (mm) of each slice's first voxel. For DICOM
         this is each slice's ImagePositionPatient, which may be unevenly spaced;
-        ``geometry`` then carries the mean spacing.
+        ``geometry`` then carries the mean spacing. Omitted (``None``), they are
+        derived from ``geometry``; after construction it is always an array.
     source
         Where the volume came from (folder or file); used for the series identity.
     warnings
@@ -115,7 +117,9 @@ class Volume:
     voxels: np.ndarray
     geometry: Geometry
     info: SeriesInfo = field(default_factory=SeriesInfo)
-    slice_positions: np.ndarray | None = None
+    # None only as the constructor's "derive from geometry"; __post_init__ always
+    # stores an array, so readers never see None.
+    slice_positions: np.ndarray = None  # type: ignore[assignment]
     source: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -137,23 +141,29 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.voxels.shape)  # type: ignore[return-value]
+        n, rows, cols = self.voxels.shape  # three axes, checked at construction
+        return int(n), int(rows), int(cols)
 
     @property
     def slice_z(self) -> np.ndarray:
         """Signed position (mm) of each slice along the slice normal."""
-        return self.slice_positions @ self.geometry.normal
+        z: np.ndarray = self.slice_positions @ self.geometry.normal
+        return z
 
     def slice(self, k: int) -> np.ndarray:
         """The ``k``-th slice (rows x cols) as a view; HU int16."""
-        return self.voxels[k]
+        view: np.ndarray = self.voxels[k]
+        return view
 
-    def with_voxels(self, voxels: np.ndarray, geometry: Geometry, slice_positions=None) -> Volume:
+    def with_voxels(
+        self, voxels: np.ndarray, geometry: Geometry, slice_positions: np.ndarray | None = None
+    ) -> Volume:
         """A copy sharing metadata, with new voxels and geometry."""
         return replace(
             self,
             voxels=voxels,
             geometry=geometry,
-            slice_positions=slice_positions,
+            # None asks __post_init__ to derive the positions from ``geometry``.
+            slice_positions=slice_positions,  # type: ignore[arg-type]
             warnings=list(self.warnings),
         )

@@ -75,7 +75,7 @@ class PngExporter:
     """
 
     name = "png"
-    extensions = (".png",)
+    extensions: tuple[str, ...] = (".png",)
 
     def __init__(self, compression: int = 3) -> None:
         # zlib level. Measured on a 1032x642 two-slice lung export: level 3 is as

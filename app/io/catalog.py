@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from app.core.imaging import PRESETS, Window, window_to_uint8
+from app.core.imaging import SOFT_TISSUE_WINDOW, Window, window_to_uint8
 from app.core.volume import Volume
 from app.io.records import SeriesRef
 
-__all__ = ["PatientGroup", "StudyGroup", "group_series", "thumbnail"]
+__all__ = ["PatientGroup", "StudyGroup", "group_series", "slice_thumbnail", "thumbnail"]
 
 
 @dataclass
@@ -108,14 +108,42 @@ def thumbnail(volume: Volume, size: int = 96, window: Window | None = None) -> n
     The mediastinal window is used by default; the aspect ratio follows the
     physical pixel spacing, and ``cv2.INTER_AREA`` avoids aliasing.
     """
+    return slice_thumbnail(volume, volume.n_slices // 2, size, window or SOFT_TISSUE_WINDOW)
+
+
+def slice_thumbnail(
+    volume: Volume, k: int, size: int, window: Window, *, square: bool = False
+) -> np.ndarray:
+    """A ``uint8`` picture of slice ``k``, longest side ``size`` pixels, in ``window``.
+
+    The aspect ratio follows the physical pixel spacing (non-square pixels,
+    non-square field of view), and ``cv2.INTER_AREA`` avoids aliasing.
+
+    Parameters
+    ----------
+    volume, k
+        The series and the slice index.
+    size
+        Length of the longest side (pixels).
+    window
+        The grey-level window.
+    square
+        Centre the picture on a black ``size`` x ``size`` square, as the
+        viewer paints a slice.
+    """
     if size < 1:
         raise ValueError("thumbnail size must be positive")
-    mid = volume.voxels[volume.n_slices // 2]
-    grey = window_to_uint8(mid, window or PRESETS["mediastinum"])
+    grey = window_to_uint8(volume.slice(int(k)), window)
     rows, cols = grey.shape
     height_mm = rows * float(volume.geometry.spacing[1])
     width_mm = cols * float(volume.geometry.spacing[0])
     scale = size / max(height_mm, width_mm)
-    out_w = max(1, round(width_mm * scale))
-    out_h = max(1, round(height_mm * scale))
-    return cv2.resize(grey, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    out_w = max(1, min(size, round(width_mm * scale)))
+    out_h = max(1, min(size, round(height_mm * scale)))
+    small = cv2.resize(grey, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    if not square:
+        return small
+    out = np.zeros((size, size), dtype=np.uint8)
+    top, left = (size - out_h) // 2, (size - out_w) // 2
+    out[top : top + out_h, left : left + out_w] = small
+    return out

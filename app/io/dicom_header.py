@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, overload
 
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
@@ -120,7 +122,7 @@ def looks_like_dicom(head: bytes) -> bool:
     if vr.isalpha() and vr.isupper():
         return True
     (length,) = struct.unpack_from("<I", head, 4)
-    return length < 1024
+    return bool(length < 1024)
 
 
 def human_reason(exc: BaseException) -> str:
@@ -234,6 +236,10 @@ def _floats(ds: Dataset, name: str) -> tuple[float, ...] | None:
         raise SkipFile(f"invalid {name} value") from None
 
 
+@overload
+def _float(ds: Dataset, name: str, default: float) -> float: ...
+@overload
+def _float(ds: Dataset, name: str, default: None = None) -> float | None: ...
 def _float(ds: Dataset, name: str, default: float | None = None) -> float | None:
     values = _floats(ds, name)
     return values[0] if values else default
@@ -265,7 +271,7 @@ def _ushort(ds: Dataset, name: str) -> int | None:
 # --- functional groups (Enhanced multi-frame) ------------------------------------------
 
 
-def _group_value(item: Dataset | None, shared: Dataset | None, seq: str, attr: str):
+def _group_value(item: Dataset | None, shared: Dataset | None, seq: str, attr: str) -> Any:
     """``attr`` of the per-frame item's ``seq``, else of the shared one's."""
     for source in (item, shared):
         if source is None:
@@ -319,9 +325,9 @@ def _frame_slices(
 def _make_slice(
     path: str,
     frame: int,
-    ipp,
-    iop,
-    ps,
+    ipp: Sequence[Any],
+    iop: Sequence[Any],
+    ps: Sequence[Any] | None,
     slope: float,
     intercept: float,
     sop_uid: str,
@@ -341,9 +347,9 @@ def _make_slice(
     return DicomSlice(
         path=path,
         frame=frame,
-        position=position,  # type: ignore[arg-type]
-        orientation=orientation,  # type: ignore[arg-type]
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        position=position,
+        orientation=orientation,
+        pixel_spacing=spacing,
         slope=slope if slope != 0 else 1.0,
         intercept=intercept,
         sop_instance_uid=sop_uid,

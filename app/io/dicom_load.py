@@ -23,13 +23,13 @@ from concurrent.futures import Future
 import numpy as np
 from pydicom import dcmread
 
-from app.core.imaging import apply_rescale
+from app.core.imaging import apply_rescale, rescale_in_place
 from app.core.volume import Geometry, Volume
 from app.io.bounded_pool import run_bounded
 from app.io.dicom_header import human_reason
 from app.io.dicom_series import slice_normal
 from app.io.errors import LoadError
-from app.io.records import DicomSlice, SeriesRef
+from app.io.records import DicomSlice, PixelFormat, SeriesRef
 
 __all__ = ["load_dicom_series", "series_geometry", "io_workers"]
 
@@ -98,7 +98,7 @@ def series_geometry(slices: list[DicomSlice]) -> tuple[Geometry, np.ndarray, lis
             stack_dir = normal
     geometry = Geometry(
         origin=positions[0],
-        spacing=(col_spacing, row_spacing, z_spacing),
+        spacing=np.array([col_spacing, row_spacing, z_spacing]),
         direction=np.column_stack([row_dir, col_dir, stack_dir]),
     )
     return geometry, positions, warnings
@@ -119,7 +119,7 @@ class _Decoder:
         return len(items)
 
     @staticmethod
-    def _fast(pixel) -> bool:
+    def _fast(pixel: PixelFormat) -> bool:
         return (
             pixel.offset is not None
             and pixel.bits_allocated == 16
@@ -131,7 +131,9 @@ class _Decoder:
         frame_bytes = items[0][1].pixel.rows * items[0][1].pixel.cols * 2
         with open(path, "rb", buffering=0) as f:
             for index, s in sorted(items, key=lambda it: it[1].frame):
-                f.seek(s.pixel.offset + s.frame * frame_bytes)
+                offset = s.pixel.offset
+                assert offset is not None  # _fast() chose this path because it is known
+                f.seek(offset + s.frame * frame_bytes)
                 target = self.out[index]
                 got = f.readinto(memoryview(target).cast("B"))
                 if got != frame_bytes:
@@ -150,9 +152,8 @@ class _Decoder:
 def _rescale_in_place(target: np.ndarray, s: DicomSlice) -> None:
     """Turn raw stored values already in ``target`` (int16 memory) into HU, in place.
 
-    Integer-intercept, unit-slope data (nearly all CT) is rescaled with 16-bit
-    wrap-around arithmetic, which is exact whenever the true result fits int16;
-    the min/max check proves that first, else the clipping path is taken.
+    The stored bits are unpacked here (sign extension, masking of unused high
+    bits); :func:`app.core.imaging.rescale_in_place` does the modality LUT.
     """
     pixel = s.pixel
     bits = pixel.bits_stored
@@ -166,16 +167,7 @@ def _rescale_in_place(target: np.ndarray, s: DicomSlice) -> None:
         stored = target.view(np.uint16)
         if bits < 16:
             np.bitwise_and(stored, (1 << bits) - 1, out=stored)
-    slope, intercept = s.slope, s.intercept
-    if slope == 1 and float(intercept).is_integer():
-        ic = int(intercept)
-        if ic == 0 and pixel.signed:
-            return
-        lo, hi = int(stored.min()), int(stored.max())
-        if -32768 <= lo + ic and hi + ic <= 32767:
-            np.add(stored, np.array(ic).astype(stored.dtype), out=stored, casting="unsafe")
-            return
-    target[...] = apply_rescale(stored.copy(), slope, intercept)
+    rescale_in_place(target, stored, s.slope, s.intercept)
 
 
 def load_dicom_series(
@@ -218,7 +210,7 @@ def load_dicom_series(
     done = 0
     total = len(slices)
 
-    def on_result(path: str, fut: Future) -> None:
+    def on_result(path: str, fut: Future[int]) -> None:
         nonlocal done
         try:
             done += fut.result()

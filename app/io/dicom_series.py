@@ -35,7 +35,7 @@ def slice_normal(orientation: tuple[float, ...] | np.ndarray) -> np.ndarray:
     return normal / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
 
 
-def _frame_key(s: DicomSlice) -> tuple:
+def _frame_key(s: DicomSlice) -> tuple[object, ...]:
     return (
         s.pixel.rows,
         s.pixel.cols,
@@ -50,7 +50,7 @@ def _same_orientation(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 def _subgroups(slices: list[DicomSlice]) -> list[list[DicomSlice]]:
     """Split by matrix/spacing and orientation; largest first."""
-    groups: list[tuple[tuple, tuple[float, ...], list[DicomSlice]]] = []
+    groups: list[tuple[tuple[object, ...], tuple[float, ...], list[DicomSlice]]] = []
     for s in slices:
         key = _frame_key(s)
         for gkey, orient, members in groups:

@@ -176,7 +176,7 @@ def _encode_jpeg_lossless(ds: Dataset, pixels: np.ndarray) -> None:
     (the same stored values, same signedness) is moved into ``ds``.
     """
     frames = pixels.reshape(-1, *pixels.shape[-2:])
-    encoded = []
+    encoded: list[bytes] = []
     with tempfile.TemporaryDirectory(prefix="priorsync-jpeg-") as tmp:
         for i, frame in enumerate(frames):
             target = Path(tmp) / f"{i}.dcm"

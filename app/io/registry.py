@@ -1,8 +1,9 @@
 """Registry of file readers: the first registered reader whose ``can_read`` accepts a file wins.
 
-Like napari's and pyqtgraph's plugin lists, adding a format means registering a
-reader, not editing a chain of ``if suffix == ...``. Each reader identifies
-files, reads one file's header, groups headers into series and loads a series.
+Like napari's and pyqtgraph's plugin lists, adding a format means adding a
+reader to ``_readers`` below, not editing a chain of ``if suffix == ...``. Each
+reader identifies files, reads one file's header, groups headers into series
+and loads a series.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.core.volume import Volume
-from app.io.dicom_header import looks_like_dicom, read_dicom_header
+from app.io.dicom_header import DicomHeader, looks_like_dicom, read_dicom_header
 from app.io.dicom_load import load_dicom_series
 from app.io.dicom_series import build_dicom_series
 from app.io.records import FileProbe, SeriesRef, SkippedFile
@@ -25,9 +26,7 @@ __all__ = [
     "find_reader",
     "reader_for_kind",
     "readers",
-    "register_reader",
     "describe_unknown",
-    "unregister_reader",
 ]
 
 Progress = Callable[[int, int], None] | None
@@ -87,10 +86,10 @@ class DicomReader:
     def can_read(self, probe: FileProbe) -> bool:
         return looks_like_dicom(probe.head)
 
-    def read_header(self, probe: FileProbe, scan_state: dict[str, Any]):
+    def read_header(self, probe: FileProbe, scan_state: dict[str, Any]) -> DicomHeader:
         return read_dicom_header(probe, scan_state.setdefault("dicom_series_info", {}))
 
-    def build_series(self, headers: list) -> tuple[list[SeriesRef], list[SkippedFile]]:
+    def build_series(self, headers: list[DicomHeader]) -> tuple[list[SeriesRef], list[SkippedFile]]:
         return build_dicom_series(headers)
 
     def load(self, ref: SeriesRef, progress: Progress, cancel: threading.Event | None) -> Volume:
@@ -106,20 +105,6 @@ def readers() -> tuple[Reader, ...]:
     """Registered readers, in the order they are asked."""
     with _lock:
         return tuple(_readers)
-
-
-def register_reader(reader: Reader, *, first: bool = False) -> None:
-    """Add a reader (asked last, or first when ``first``); its kind must be new."""
-    with _lock:
-        if any(r.kind == reader.kind for r in _readers):
-            raise ValueError(f"a reader for kind {reader.kind!r} is already registered")
-        _readers.insert(0 if first else len(_readers), reader)
-
-
-def unregister_reader(reader: Reader) -> None:
-    """Remove a previously registered reader."""
-    with _lock:
-        _readers.remove(reader)
 
 
 def find_reader(probe: FileProbe) -> Reader | None:

@@ -113,7 +113,7 @@ def scan_paths(
     if progress is not None:
         progress(0, total)
 
-    def on_result(indices: range, fut: Future) -> None:
+    def on_result(indices: range, fut: Future[list[Any]]) -> None:
         nonlocal done
         for index, outcome in zip(indices, fut.result(), strict=True):
             if isinstance(outcome, SkippedFile):

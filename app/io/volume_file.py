@@ -91,11 +91,14 @@ def _to_hu(array: np.ndarray) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         out = np.rint(array)
         np.clip(out, -32768, 32767, out=out)
-        return out.astype(np.int16)
+        hu: np.ndarray = out.astype(np.int16)
+        return hu
     info = np.iinfo(array.dtype)
     if info.min >= -32768 and info.max <= 32767:
-        return array.astype(np.int16)
-    return np.clip(array, -32768, 32767).astype(np.int16)
+        hu = array.astype(np.int16)
+    else:
+        hu = np.clip(array, -32768, 32767).astype(np.int16)
+    return hu
 
 
 def load_volume_file(

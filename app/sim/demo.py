@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from app.core.volume import Volume
+from app.io.safe_write import safe_write
 from app.paths import cache_dir
 from app.sim.followup import SIM_PRESETS, SimParams, simulate_followup
 from app.sim.sources import SourceError, available_sources, load_source
@@ -231,6 +232,4 @@ def _build(folder: Path, progress: Progress, source: Volume | None, matrix: int)
         "n_files": counts,
         "lesions": lesions,  # per study, where the simulated lesion is (None: absent)
     }
-    tmp = folder / (_MARKER + ".tmp")
-    tmp.write_text(json.dumps(marker, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / _MARKER)
+    safe_write(folder / _MARKER, json.dumps(marker, indent=1).encode("utf-8"), overwrite=True)

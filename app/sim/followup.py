@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +49,9 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
+from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Geometry, Volume
+from app.io.safe_write import safe_write
 
 __all__ = [
     "SimParams",
@@ -61,14 +63,12 @@ __all__ = [
     "write_scan",
     "read_scan",
     "SIDECAR_NAME",
-    "params_dict",
 ]
 
 Range = tuple[float, float]
 
 SIDECAR_NAME = "priorsync-sim.json"
 _AIR = -1024.0
-_BODY_HU = -500.0
 _HU_MAX = 3071.0
 
 
@@ -296,7 +296,7 @@ def _analyse(vox: np.ndarray, sx: float, sy: float, zg: np.ndarray) -> _Anatomy:
     """Find the body box and the lung bases on a 4x in-plane subsample."""
     step = 4 if min(vox.shape[1:]) >= 128 else 1
     small = vox[:, ::step, ::step]
-    body = small > _BODY_HU
+    body = small > BODY_THRESHOLD_HU
     # The body box comes from each slice's largest blob after an opening of
     # about 15 mm, which detaches the table, blankets and cables (the table
     # alone often spans the whole field of view).
@@ -523,8 +523,8 @@ def simulate_followup(
     gz = np.arange(n_out) * spacing
     qz, qy, qx = np.meshgrid(gz, gi, gi, indexing="ij")
     q = np.stack([qx, qy, qz], axis=-1) + grid_origin  # (n_out, nodes, nodes, 3)
-    R = _rotation(rot)
-    p_rigid = (q - grid_center) @ R.T + grid_center + shift
+    rotation = _rotation(rot)
+    p_rigid = (q - grid_center) @ rotation.T + grid_center + shift
     zd = (
         anat.diaphragm_z
         if anat.diaphragm_z is not None
@@ -600,7 +600,7 @@ def simulate_followup(
     origin = np.array(
         [-(matrix - 1) * pixel / 2 + table_xy[0], -(matrix - 1) * pixel / 2 + table_xy[1], table_z]
     )
-    geom = Geometry(origin=origin, spacing=(pixel, pixel, spacing), direction=np.eye(3))
+    geom = Geometry(origin=origin, spacing=np.array([pixel, pixel, spacing]), direction=np.eye(3))
     kernel = "SHARP" if sharpen else ("SOFT" if blur_mm > 0.4 else "STANDARD")
     fields: dict[str, Any] = {
         "study_uid": _uid(rng),
@@ -683,7 +683,7 @@ def _levels(
         rows_i = dz[i0] * (1 - t)[:, None] + dz[i1] * t[:, None]  # (sub rows, nodes)
         full = rows_i[:, i0] * (1 - t)[None, :] + rows_i[:, i1] * t[None, :]
         pz = qz + full
-        body = out[k][np.ix_(idx, idx)] > _BODY_HU
+        body = out[k][np.ix_(idx, idx)] > BODY_THRESHOLD_HU
         levels[k] = float(np.median(pz[body] if body.sum() >= 10 else pz))
     return np.asarray(_to_slice_z(levels, zg, src_z, sz), dtype=np.float64)
 
@@ -705,7 +705,7 @@ def _add_lesion(
         ijk = geom.lps_to_index(np.asarray(params.lesion_center, dtype=np.float64))
         center = np.array([ijk[2], ijk[1], ijk[0]])
     else:
-        center = None
+        found: np.ndarray | None = None
         # Soft-tissue voxels whose neighbourhood is all body: the lesion stays inside.
         n, h, w = vol.shape
         for _ in range(60):
@@ -721,11 +721,12 @@ def _add_lesion(
                 max(r - rr, 0) : r + rr + 1,
                 max(cc - rc, 0) : cc + rc + 1,
             ]
-            if patch.size and np.mean(patch > _BODY_HU) > 0.97:
-                center = c
+            if patch.size and np.mean(patch > BODY_THRESHOLD_HU) > 0.97:
+                found = c
                 break
-        if center is None:
+        if found is None:
             return None
+        center = found
     rk, rr, rc = (int(math.ceil(radius * 1.3 / s)) + 1 for s in (sz, sy, sx))
     k0, r0, c0 = (int(round(v)) for v in center)
     ks = slice(max(k0 - rk, 0), min(k0 + rk + 1, vol.shape[0]))
@@ -744,7 +745,7 @@ def _add_lesion(
     )
     blob = np.clip(1.0 - d2 / radius**2, 0.0, 1.0) ** 2  # smooth edge, peak 1 at the centre
     region = vol[ks, rs, cs]  # a view: the blob is added in place
-    region += (np.float32(contrast) * blob * (region > _BODY_HU)).astype(np.float32)
+    region += (np.float32(contrast) * blob * (region > BODY_THRESHOLD_HU)).astype(np.float32)
     lps = geom.index_to_lps(np.array([center[2], center[1], center[0]]))
     return {
         "center_lps": [float(v) for v in lps],
@@ -790,9 +791,7 @@ def write_scan(
         "slice_z": [float(v) for v in scan.volume.slice_z],
         "params_used": scan.params_used,
     }
-    tmp = folder / (SIDECAR_NAME + ".tmp")
-    tmp.write_text(json.dumps(sidecar, indent=1))
-    tmp.replace(folder / SIDECAR_NAME)
+    safe_write(folder / SIDECAR_NAME, json.dumps(sidecar, indent=1).encode(), overwrite=True)
     return target
 
 
@@ -819,8 +818,3 @@ def read_scan(folder: Path | str) -> SimulatedScan:
             f"{folder}: the sidecar describes {len(source_z)} slices, found {volume.n_slices}"
         )
     return SimulatedScan(volume, source_z, meta.get("params_used", {}), meta.get("source_ref", ""))
-
-
-def params_dict(params: SimParams) -> dict[str, Any]:
-    """``SimParams`` as a JSON-serialisable dict."""
-    return asdict(params)

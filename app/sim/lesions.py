@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.core.body import body_mask
 from app.core.volume import Volume
 
 __all__ = [
@@ -74,7 +75,6 @@ _FAT_HU = (-190.0, -40.0)
 _LUNG_HU = (-1000.0, -400.0)
 # Smaller low-density regions are taken for gas in the gut, not aerated lung.
 _MIN_LUNG_AREA_MM2 = 2000.0
-_BODY_HU = -500.0
 
 
 def lesion_label(kind: str) -> int:
@@ -212,25 +212,6 @@ def random_lesion_mask_2d(
     return lesion.render(shape, center, (r, r))
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with every region not reachable from the border filled (lungs, bowel gas)."""
-    padded = np.pad(mask.astype(np.uint8), 1)
-    flood = padded.copy()
-    ff_mask = np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), dtype=np.uint8)
-    cv2.floodFill(flood, ff_mask, (0, 0), 1)
-    return (padded | (1 - flood)).astype(bool)[1:-1, 1:-1]
-
-
-def body_mask(hu: np.ndarray) -> np.ndarray:
-    """The patient in one slice: largest region above -500 HU with its holes (lungs) filled."""
-    above = (np.asarray(hu) > _BODY_HU).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
-    if n < 2:
-        return np.zeros(above.shape, dtype=bool)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return _fill_holes(labels == largest)
-
-
 def _fraction_in(hu: np.ndarray, lo: float, hi: float, window: int) -> np.ndarray:
     inside = ((hu >= lo) & (hu <= hi)).astype(np.float32)
     return cv2.blur(inside, (window, window), borderType=cv2.BORDER_CONSTANT)
@@ -340,7 +321,7 @@ def _texture(shape: tuple[int, int], rng: np.random.Generator, sigma_px: float) 
     """Zero-mean, unit-variance noise, smoothed over ``sigma_px`` (0: white)."""
     noise = rng.standard_normal(shape).astype(np.float32)
     if sigma_px > 0.3:
-        noise = cv2.GaussianBlur(noise, (0, 0), sigma_px)
+        noise = np.asarray(cv2.GaussianBlur(noise, (0, 0), sigma_px), dtype=np.float32)
         noise /= max(float(noise.std()), 1e-6)
     return noise
 

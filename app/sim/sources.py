@@ -12,7 +12,6 @@ exist only in the shared folder.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -31,7 +30,6 @@ __all__ = [
     "available_sources",
     "source_path",
     "load_source",
-    "clear_cached_sources",
 ]
 
 TRAIN_VOLUMES: tuple[str, ...] = ("chest-angio", "upper-abdomen-dicom", "head-neck", "head")
@@ -235,8 +233,3 @@ def load_source(name: str) -> Volume:
     except LoadError as exc:
         raise SourceError(f"could not read CT source {name!r}: {exc}") from None
     return volume
-
-
-def clear_cached_sources() -> None:
-    """Remove fetched sources (the shared folder is never touched)."""
-    shutil.rmtree(_cached_dir(), ignore_errors=True)

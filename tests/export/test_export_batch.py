@@ -69,7 +69,7 @@ def test_exports_covered_pairs_with_the_right_slices(pair, tmp_path) -> None:
         result,
         tmp_path / "new" / "folder",
         window=WINDOW,
-        slices=range(0, 6),
+        slices=range(6),
         progress=lambda done, total: calls.append((done, total)),
     )
     assert calls == [(i, 6) for i in range(1, 7)]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from app.cli import main
-from app.commands.export import EXIT_INPUT, EXIT_MODEL, EXIT_OUTPUT, parse_window
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OUTPUT
+from app.commands.export import parse_window
 from app.core.imaging import PRESETS, Window, window_to_uint8
 from app.core.volume import Volume
 from app.export.png_text import read_text_chunks

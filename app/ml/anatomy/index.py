@@ -190,6 +190,12 @@ class CacheMiss(Exception):
     """A cache entry is absent, corrupt, stale or for another model/series."""
 
 
+# What a cache miss computes: embeddings, thumbnails or None[, features or None].
+_Described = (
+    tuple[np.ndarray, np.ndarray | None] | tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
+)
+
+
 class IndexCache:
     """On-disk cache of :class:`SeriesIndex` objects.
 
@@ -294,7 +300,8 @@ class IndexCache:
         # one, and the graph hash it records catches a graph that did not reach the disk.
         with replacing(npz_path) as tmp, open(tmp, "wb") as fh:
             # Compressed: thumbnails are mostly smooth, and shrink several-fold.
-            np.savez_compressed(fh, **arrays)
+            # numpy's stub types **arrays as if it could fill allow_pickle (a bool).
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -308,7 +315,7 @@ class IndexCache:
         self,
         volume: Volume,
         model_sha256: str,
-        describe: Callable[[Volume], tuple[np.ndarray, ...]],
+        describe: Callable[[Volume], _Described],
         identity: str | None = None,
     ) -> SeriesIndex:
         """The cached index of a series, or embed and index it now (and cache it).

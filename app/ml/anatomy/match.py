@@ -341,7 +341,7 @@ class Matcher:
         index = self._memory.get(self.identity(volume))
         if index is not None and index.n_slices == volume.n_slices:
             return index.embeddings[k]
-        return self.model.embed_slices(volume, [k])[0]  # type: ignore[index]
+        return self.model.embed_slices(volume, [k])[0]
 
     def query_slice(
         self,
@@ -389,7 +389,7 @@ class Matcher:
         aligned = int(alignment.prior_index[k])
         pz = prior_index.slice_z
         # The aligned slice and its neighbours lead; k-NN hits follow by distance to it.
-        pool = {j: s for j, s in cands}
+        pool = dict(cands)
         for j in (aligned - 1, aligned, aligned + 1):
             if 0 <= j < prior_index.n_slices and j not in pool:
                 pool[j] = float(prior_index.embeddings[j] @ vec)

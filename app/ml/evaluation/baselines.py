@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Volume
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
     "nearest_slices",
     "thumbnails",
 ]
-
-_BODY_HU = -500.0
 
 
 @dataclass
@@ -100,7 +99,7 @@ def thumbnails(volume: Volume, size: int = 64, pixel_mm: float = 6.0) -> np.ndar
     half = (size - 1) / 2.0
     for k in range(volume.n_slices):
         img = np.clip(volume.voxels[k].astype(np.float32), -1000.0, 1000.0)
-        body = img > _BODY_HU
+        body = img > BODY_THRESHOLD_HU
         rows = np.flatnonzero(body.any(axis=1))
         cols = np.flatnonzero(body.any(axis=0))
         if len(rows) == 0:

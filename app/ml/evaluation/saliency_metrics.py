@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.core.body import body_mask
 from app.core.volume import Volume
 from app.ml.saliency.gradcam import (
     SimilaritySaliency,
-    _body_outline,
     to_slice_grid,
     upsample_to_input,
 )
@@ -118,7 +118,7 @@ def deletion_drops(
 
     original = match_volume.voxels[m_index]
     field = on_slice(np.ones((spec.size, spec.size), np.float32)) > 0.5
-    flat = np.flatnonzero(_body_outline(original).ravel() & field)
+    flat = np.flatnonzero(body_mask(original).ravel() & field)
     n = round(fraction * flat.size)
     if n < 1:
         raise ValueError("the matched slice shows no body for a deletion check")

@@ -37,11 +37,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from app.core.volume import Volume
+from app.io.safe_write import safe_write
 from app.ml.anatomy.match import Matcher
 from app.ml.evaluation.baselines import match_equal_z, match_ncc, match_rigid, nearest_slices
 from app.paths import cache_dir
@@ -62,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METHODS = ("engine", "equal_z", "ncc", "rigid", "oracle")
-_FORMATS = ("dicom", "nifti")
+_FORMATS: tuple[Literal["dicom"], Literal["nifti"]] = ("dicom", "nifti")
 
 
 @dataclass
@@ -231,9 +232,7 @@ def _load_baseline_cache(path: Path) -> dict[str, Any]:
 
 
 def _save_baseline_cache(path: Path, cache: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(cache))
-    tmp.replace(path)
+    safe_write(path, json.dumps(cache).encode(), overwrite=True)
 
 
 # --------------------------------------------------------------------------- scoring

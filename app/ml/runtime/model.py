@@ -14,12 +14,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 
 from app.core.volume import Volume
 from app.ml.runtime.preprocess import InputSpec, prepare_slices
 from app.paths import models_dir
+
+if TYPE_CHECKING:  # imported where a session is opened, not at import time
+    import onnxruntime as ort
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -98,7 +102,7 @@ def _cpu_threads() -> int:
 
 @dataclass
 class _Loaded:
-    session: object
+    session: ort.InferenceSession
     provider: str
 
 
@@ -149,7 +153,7 @@ class OpenedModel:
 
     path: Path
     sha256: str
-    session: object
+    session: ort.InferenceSession
     provider: str
     metadata: dict[str, str]
 
@@ -203,15 +207,15 @@ def open_model_file(
     )
     loaded = _open_session(data, providers, path)
     session = loaded.session
-    have_in = {i.name for i in session.get_inputs()}  # type: ignore[attr-defined]
-    have_out = {o.name for o in session.get_outputs()}  # type: ignore[attr-defined]
+    have_in = {i.name for i in session.get_inputs()}
+    have_out = {o.name for o in session.get_outputs()}
     if not set(inputs) <= have_in or not set(outputs) <= have_out:
         needs = f"input {inputs[0]!r}" if len(inputs) == 1 else f"inputs {list(inputs)}"
         raise ModelError(
             f"{path} is not a PriorSync {kind}: it needs {needs} and "
             f"outputs {list(outputs)}, it has {sorted(have_in)} -> {sorted(have_out)}"
         )
-    meta = dict(session.get_modelmeta().custom_metadata_map)  # type: ignore[attr-defined]
+    meta = dict(session.get_modelmeta().custom_metadata_map)
     return OpenedModel(path, sha, session, loaded.provider, meta)
 
 
@@ -242,7 +246,7 @@ class EmbeddingModel:
         self,
         path: Path,
         sha256: str,
-        session: object,
+        session: ort.InferenceSession,
         provider: str,
         metadata: dict[str, str],
     ) -> None:
@@ -258,7 +262,7 @@ class EmbeddingModel:
         base = metadata.get("priorsync.name") or path.stem
         version = metadata.get("priorsync.version", "")
         self.name = f"{base}-{version}" if version and version not in base else base
-        out_shape = {o.name: o.shape for o in session.get_outputs()}  # type: ignore[attr-defined]
+        out_shape = {o.name: o.shape for o in session.get_outputs()}
         dim = out_shape["embedding"][-1]
         if not isinstance(dim, int):
             dim = int(metadata.get("priorsync.embedding_dim", "0") or 0)
@@ -303,7 +307,7 @@ class EmbeddingModel:
     # -- inference -------------------------------------------------------------
     def _run(self, batch: np.ndarray, with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         names = list(_OUTPUTS) if with_features else [_OUTPUTS[0]]
-        out = self._session.run(names, {_INPUT: batch})  # type: ignore[attr-defined]
+        out = self._session.run(names, {_INPUT: batch})
         emb = np.asarray(out[0], dtype=np.float32)
         # Re-normalise: cheap, and makes inner products cosines even if an
         # exported graph drifts by a rounding error.
@@ -315,6 +319,19 @@ class EmbeddingModel:
     def embed_inputs(self, inputs: np.ndarray) -> np.ndarray:
         """Embeddings ``(N, D)`` of already prepared inputs ``(N, C, S, S)``."""
         return self._run(np.ascontiguousarray(inputs, dtype=np.float32), False)[0]
+
+    @overload
+    def embed_slices(
+        self,
+        volume: Volume,
+        indices: Sequence[int] | np.ndarray,
+        with_features: Literal[False] = False,
+    ) -> np.ndarray: ...
+
+    @overload
+    def embed_slices(
+        self, volume: Volume, indices: Sequence[int] | np.ndarray, with_features: Literal[True]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def embed_slices(
         self,
@@ -340,7 +357,9 @@ class EmbeddingModel:
         """
         batch = prepare_slices(volume, np.asarray(indices, dtype=np.intp), self.spec)
         emb, feats = self._run(batch, with_features)
-        return (emb, feats) if with_features else emb  # type: ignore[return-value]
+        if feats is not None:
+            return emb, feats
+        return emb
 
     def embed_volume(
         self,

@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from app.core.imaging import Window
+from app.core.imaging import (
+    AIR_HU,
+    BODY_THRESHOLD_HU,
+    BONE_WINDOW,
+    LUNG_WINDOW,
+    SOFT_TISSUE_WINDOW,
+    Window,
+)
 from app.core.volume import Volume
 
 __all__ = [
-    "AIR_HU",
-    "BODY_THRESHOLD_HU",
     "DEFAULT_WINDOWS",
     "InputSpec",
     "body_centroids",
@@ -32,19 +37,11 @@ __all__ = [
     "window_channels",
 ]
 
-AIR_HU = -1024
-# Soft tissue, fat and even lung parenchyma at full inspiration sit above this;
-# air outside the patient and most of the foam mattress sit below it.
-BODY_THRESHOLD_HU = -500
 # The body mask is found on a coarse grid: finding a centroid needs no detail,
 # and a coarse grid makes it cheap and blind to thin table rails and cables.
 _MASK_GRID_MM = 6.0
 
-DEFAULT_WINDOWS: tuple[Window, ...] = (
-    Window(-600, 1500),  # lung: air, parenchyma, vessels
-    Window(40, 400),  # soft tissue: organs, fat, muscle, contrast
-    Window(400, 1800),  # bone
-)
+DEFAULT_WINDOWS: tuple[Window, ...] = (LUNG_WINDOW, SOFT_TISSUE_WINDOW, BONE_WINDOW)
 
 
 @dataclass(frozen=True)

@@ -49,15 +49,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from app.core.body import body_mask
 from app.core.volume import Geometry, Volume
 from app.ml.runtime.model import EmbeddingModel, ModelError
-from app.ml.runtime.preprocess import (
-    BODY_THRESHOLD_HU,
-    InputSpec,
-    body_centroids,
-    input_to_shrunk_affine,
-    shrunk_shape,
-)
+from app.ml.runtime.preprocess import InputSpec, input_to_slice_affine
 
 __all__ = [
     "COLORMAPS",
@@ -72,7 +67,6 @@ __all__ = [
     "body_mask_on_input",
     "feature_grid",
     "gradcam_weights",
-    "input_to_slice_affine",
     "normalise_map",
     "read_head",
     "similarity_gradcam",
@@ -270,9 +264,9 @@ def read_head(proto: onnx.ModelProto) -> HeadWeights:
                 f"{name!r} feeds {n} nodes, expected one"
             )
         op = node.op_type
-        if not pooled and op == "ReduceMean" and _reduces_spatial_mean(node, graph):
-            pooled = True
-        elif not pooled and op == "GlobalAveragePool":
+        if not pooled and (
+            (op == "ReduceMean" and _reduces_spatial_mean(node, graph)) or op == "GlobalAveragePool"
+        ):
             pooled = True
         elif pooled and op in _RESHAPES:
             pass
@@ -508,52 +502,6 @@ def upsample_to_input(cam: np.ndarray, grid: FeatureGrid, size: int) -> np.ndarr
 # --------------------------------------------------------------------------- geometry
 
 
-def input_to_slice_affine(volume: Volume, index: int, spec: InputSpec) -> np.ndarray:
-    """The affine from model-input pixels to the original slice's pixels.
-
-    Mirrors :func:`app.ml.runtime.preprocess.prepare_slices`: an area shrink to about
-    ``spec.pixel_mm``, then an affine placing the body centroid at the input
-    centre. Pixel centres are at integer coordinates.
-
-    Parameters
-    ----------
-    volume
-        Display-oriented volume.
-    index
-        Slice index.
-    spec
-        The model's input specification.
-
-    Returns
-    -------
-    np.ndarray
-        ``(2, 3)`` float64: ``[col, row] = M @ [u, v, 1]`` for input pixel ``(u, v)``.
-    """
-    rows, cols = volume.voxels.shape[1:]
-    # Raises ValueError for an invalid pixel spacing, as prepare_slices does.
-    small_h, small_w = shrunk_shape(volume, spec)
-    m = input_to_shrunk_affine(volume, body_centroids(volume, [index])[0], spec)
-    # Shrunk pixel centre c maps to original pixel centre (c + 0.5) / k - 0.5.
-    kx, ky = small_w / cols, small_h / rows
-    return np.array(
-        [
-            [m[0, 0] / kx, 0.0, (m[0, 2] + 0.5) / kx - 0.5],
-            [0.0, m[1, 1] / ky, (m[1, 2] + 0.5) / ky - 0.5],
-        ]
-    )
-
-
-def _body_outline(hu_slice: np.ndarray) -> np.ndarray:
-    """The largest region above -500 HU with its holes (lungs, bowel gas) filled."""
-    mask = (hu_slice > BODY_THRESHOLD_HU).astype(np.uint8)
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = np.zeros_like(mask)
-    if contours:
-        largest = max(contours, key=cv2.contourArea)
-        cv2.drawContours(filled, [largest], -1, 1, thickness=cv2.FILLED)
-    return filled.astype(bool)
-
-
 def body_mask_on_input(volume: Volume, index: int, spec: InputSpec) -> np.ndarray:
     """The body outline (largest region above -500 HU, holes filled) on the model-input grid.
 
@@ -565,7 +513,7 @@ def body_mask_on_input(volume: Volume, index: int, spec: InputSpec) -> np.ndarra
     np.ndarray
         ``(S, S)`` bool.
     """
-    outline = _body_outline(volume.voxels[index]).astype(np.uint8)
+    outline = body_mask(volume.voxels[index]).astype(np.uint8)
     on_input = cv2.warpAffine(
         outline,
         input_to_slice_affine(volume, index, spec),
@@ -664,8 +612,9 @@ def blend_overlay(
     _, m = cv2.threshold(m, 1.0, 1.0, cv2.THRESH_TRUNC)
     colour = cv2.applyColorMap(cv2.convertScaleAbs(m, alpha=255.0), _rgb_lut(colormap))
     base = cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_GRAY2RGB)
-    alpha = cv2.multiply(m, float(opacity))
-    return cv2.blendLinear(colour, base, alpha, cv2.subtract(1.0, alpha))
+    # OpenCV's stubs omit the scalar operands that cv2.multiply / subtract accept.
+    alpha = cv2.multiply(m, float(opacity))  # type: ignore[call-overload]
+    return cv2.blendLinear(colour, base, alpha, cv2.subtract(1.0, alpha))  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------- the model wrapper
@@ -746,7 +695,9 @@ class SimilaritySaliency:
         img[(x - 7) ** 2 + y**2 <= 16] = -850
         img[x**2 + (y - 7) ** 2 <= 6] = 900
         geom = Geometry(
-            origin=(0, 0, 0), spacing=(self.spec.pixel_mm,) * 2 + (1.0,), direction=np.eye(3)
+            origin=np.zeros(3),
+            spacing=np.array([self.spec.pixel_mm, self.spec.pixel_mm, 1.0]),
+            direction=np.eye(3),
         )
         return self.slice_features(Volume(img[np.newaxis], geom), 0)
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from app.core.imaging import Window, window_to_uint8
+from app.core.imaging import BODY_THRESHOLD_HU, SOFT_TISSUE_WINDOW, window_to_uint8
 from app.io.errors import Cancelled, LoadError
 from app.ml.runtime.preprocess import prepare_hu_slices, window_channels
 from app.ml.sketch.search import SketchIndex, SliceRef, patient_key, slice_refs
@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 ARCHIVE_FORMAT = "priorsync-sketch-archive"
 FORMAT_VERSION = 1
-THUMBNAIL_WINDOW = Window(40, 400)
+THUMBNAIL_WINDOW = SOFT_TISSUE_WINDOW
 _JPEG_QUALITY = 88
 _BATCH = 32
 _FILES = ("refs.json", "vectors.npz", "graph.bin", "thumbs.bin", "skipped.json")
@@ -195,7 +195,7 @@ def code_volume(
 def _looks_like_ct(volume: Volume) -> bool:
     """Whether a volume holds air and tissue, as any CT does (a label map holds neither)."""
     sample = volume.voxels[:, ::8, ::8]
-    return bool((sample <= -500).any() and (sample > -500).any())
+    return bool((sample <= BODY_THRESHOLD_HU).any() and (sample > BODY_THRESHOLD_HU).any())
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -19,13 +19,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from app.core.body import body_mask
+from app.core.sketch import SKETCH_CLASSES
 from app.core.volume import Volume
 from app.ml.runtime.model import ModelError, OpenedModel, embed_in_batches, open_model_file
 from app.ml.runtime.preprocess import (
-    BODY_THRESHOLD_HU,
     InputSpec,
     labels_to_input,
     prepare_slices,
@@ -38,7 +38,6 @@ __all__ = [
     "SKETCH_MODEL_NAME",
     "SketchError",
     "SketchModels",
-    "body_mask",
     "default_sketch_model_paths",
 ]
 
@@ -69,34 +68,6 @@ def default_sketch_model_paths() -> tuple[Path, Path]:
     )
 
 
-def body_mask(slice_hu: np.ndarray) -> np.ndarray:
-    """The body on one slice: largest region above -500 HU, its holes (lungs, bowel gas) filled.
-
-    Lung parenchyma lies below -500 HU, so without filling the holes a nodule
-    drawn in a lung would count as outside the body.
-
-    Parameters
-    ----------
-    slice_hu
-        ``(rows, cols)`` HU.
-
-    Returns
-    -------
-    np.ndarray
-        ``(rows, cols)`` bool; all False when the slice holds no body.
-    """
-    above = (np.asarray(slice_hu) > BODY_THRESHOLD_HU).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
-    out = np.zeros(above.shape, dtype=np.uint8)
-    if n < 2:
-        return out.astype(bool)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    blob = (labels == largest).astype(np.uint8)
-    contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, 1, thickness=cv2.FILLED)
-    return out.astype(bool)
-
-
 def _metadata_classes(meta: dict[str, str], path: Path) -> tuple[str, ...]:
     raw = meta.get("priorsync.lesion_classes")
     if raw is None:
@@ -118,7 +89,7 @@ def _name(opened: OpenedModel) -> str:
 
 
 def _output_dim(opened: OpenedModel) -> int:
-    shape = {o.name: o.shape for o in opened.session.get_outputs()}[_OUTPUT]  # type: ignore[attr-defined]
+    shape = {o.name: o.shape for o in opened.session.get_outputs()}[_OUTPUT]
     dim = shape[-1]
     if not isinstance(dim, int):
         dim = int(opened.metadata.get("priorsync.embedding_dim", "0") or 0)
@@ -168,6 +139,16 @@ class SketchModels:
             raise ModelError(
                 f"{abnormality.path} and {sketch.path} know different lesion classes: "
                 "they are not a matching pair"
+            )
+        drawable = tuple(c.name for c in SKETCH_CLASSES)
+        if self.classes != drawable:
+            # A sketch's label value k means SKETCH_CLASSES[k - 1]; the model reads
+            # it as its own k-th class, so any other list or order would search
+            # for the wrong lesion.
+            raise ModelError(
+                f"{sketch.path} was trained for the lesion classes {list(self.classes)}, "
+                f"but sketches are drawn with {list(drawable)}: use models trained "
+                "by this version of PriorSync"
             )
         dim_a, dim_s = _output_dim(abnormality), _output_dim(sketch)
         if dim_a != dim_s:
@@ -250,7 +231,7 @@ class SketchModels:
     # -- inference ---------------------------------------------------------------
     @staticmethod
     def _run(opened: OpenedModel, name: str, batch: np.ndarray) -> np.ndarray:
-        out = opened.session.run([_OUTPUT], {name: batch})  # type: ignore[attr-defined]
+        out = opened.session.run([_OUTPUT], {name: batch})
         emb = np.asarray(out[0], dtype=np.float32)
         # Re-normalised so inner products are cosines even if an export drifts a little.
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

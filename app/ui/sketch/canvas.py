@@ -17,16 +17,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.core.imaging import Window, window_to_uint8
+from app.core.imaging import SOFT_TISSUE_WINDOW, window_to_uint8
 from app.core.sketch import SKETCH_CLASSES, SketchCanvasModel
 from app.core.state import edge_labels
 from app.core.volume import Volume
 from app.ui.viewer.overlay_labels import orientation_letters, place_orientation_letters
 
-__all__ = ["OVERLAY_ALPHA", "SOFT_TISSUE", "SketchCanvas", "SketchViewBox", "sketch_rgba"]
+__all__ = ["OVERLAY_ALPHA", "SketchCanvas", "SketchViewBox", "sketch_rgba"]
 
-# Soft-tissue window (W 400 L 40): the lesion classes differ by tens of HU.
-SOFT_TISSUE = Window(40, 400)
 # The sketch is translucent so the anatomy under it stays visible.
 OVERLAY_ALPHA = 150
 _ZOOM_STEP = 1.15
@@ -179,8 +177,9 @@ class SketchCanvas(QtWidgets.QWidget):
         rows, cols = volume.voxels.shape[1:]
         self.model.set_template_shape((rows, cols), (sx, sy))
         rect = QtCore.QRectF(0.0, 0.0, cols * sx, rows * sy)
+        # Soft-tissue window (W 400 L 40): the lesion classes differ by tens of HU.
         self.image_item.setImage(
-            window_to_uint8(volume.slice(k), SOFT_TISSUE), autoLevels=False, levels=(0, 255)
+            window_to_uint8(volume.slice(k), SOFT_TISSUE_WINDOW), autoLevels=False, levels=(0, 255)
         )
         self.image_item.setRect(rect)
         self.overlay_item.setRect(rect)

@@ -19,17 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PySide6 import QtCore
 
-from app.core.imaging import window_to_uint8
+from app.core.imaging import SOFT_TISSUE_WINDOW
 from app.core.volume import Volume
+from app.io.catalog import slice_thumbnail
 from app.ml.anatomy.sync_service import SyncEngine
 from app.ml.sketch.models import SketchError, SketchModels
 from app.ml.sketch.search import SketchHit, SketchIndex, slice_refs
 from app.ui.loading.jobs import Job
-from app.ui.sketch.canvas import SOFT_TISSUE
 
 __all__ = [
     "LoadedSeries",
@@ -109,18 +108,7 @@ def soft_tissue_thumbnail(volume: Volume, k: int, size: int = THUMB_SIZE) -> np.
     The slice keeps its physical aspect (non-square pixels, non-square FOV) and
     is centred on black, as the viewer paints it.
     """
-    grey = window_to_uint8(volume.slice(int(k)), SOFT_TISSUE)
-    rows, cols = grey.shape
-    sx, sy = (float(s) for s in volume.geometry.spacing[:2])
-    width_mm, height_mm = cols * sx, rows * sy
-    scale = size / max(width_mm, height_mm)
-    w = max(1, min(size, round(width_mm * scale)))
-    h = max(1, min(size, round(height_mm * scale)))
-    small = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA)
-    out = np.zeros((size, size), dtype=np.uint8)
-    top, left = (size - h) // 2, (size - w) // 2
-    out[top : top + h, left : left + w] = small
-    return out
+    return slice_thumbnail(volume, k, size, SOFT_TISSUE_WINDOW, square=True)
 
 
 def _manifest_stamp(folder: Path) -> int | None:

@@ -8,7 +8,7 @@ import pytest
 from engine_helpers import phantom_volume
 
 from app.cli import main
-from app.commands.index import EXIT_INPUT, EXIT_MODEL
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL
 from app.io.dicom_write import write_dicom_series
 from app.ml.sketch.archive import Archive
 

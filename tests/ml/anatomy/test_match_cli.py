@@ -15,7 +15,7 @@ import pytest
 from engine_helpers import head_volume, phantom_volume
 
 from app.cli import main
-from app.commands.match import EXIT_INPUT, EXIT_MODEL
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL
 from app.io.dicom_write import write_dicom_series, write_volume_file
 from app.ml.anatomy.align import AlignParams
 from app.ml.anatomy.index import IndexCache

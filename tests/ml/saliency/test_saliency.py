@@ -14,7 +14,7 @@ from app.core.imaging import PRESETS, window_to_unit
 from app.core.volume import Geometry, Volume
 from app.ml.evaluation.saliency_metrics import deletion_drops, map_correlation
 from app.ml.runtime.model import EmbeddingModel, default_model_path
-from app.ml.runtime.preprocess import InputSpec, prepare_slices
+from app.ml.runtime.preprocess import InputSpec, input_to_slice_affine, prepare_slices
 from app.ml.saliency.gradcam import (
     COLORMAPS,
     HeadWeights,
@@ -24,7 +24,6 @@ from app.ml.saliency.gradcam import (
     body_mask_on_input,
     feature_grid,
     gradcam_weights,
-    input_to_slice_affine,
     normalise_map,
     read_head,
     similarity_gradcam,

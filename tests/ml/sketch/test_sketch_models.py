@@ -8,7 +8,7 @@ from sketch_helpers import TOY_DIM, write_toy_abnormality_model, write_toy_sketc
 
 from app.ml.runtime.model import ModelError
 from app.ml.runtime.preprocess import prepare_slices
-from app.ml.sketch.models import SketchError, SketchModels, body_mask
+from app.ml.sketch.models import SketchError, SketchModels
 
 
 def test_load_reads_the_contract(toy_sketch_models, toy_sketch_paths):
@@ -59,6 +59,15 @@ def test_bad_default_weight_is_refused(tmp_path, weight):
     abn = write_toy_abnormality_model(tmp_path / "a.onnx")
     sk = write_toy_sketch_model(tmp_path / "s.onnx", {"priorsync.default_weight": weight})
     with pytest.raises(ModelError, match="default_weight"):
+        SketchModels.load(abn, sk, device="cpu")
+
+
+def test_classes_other_than_the_sketch_classes_are_refused(tmp_path):
+    # Both files agree with each other, but not with what the sketch canvas draws.
+    swapped = {"priorsync.lesion_classes": '["hypodense", "mass", "hyperdense"]'}
+    abn = write_toy_abnormality_model(tmp_path / "a.onnx", swapped)
+    sk = write_toy_sketch_model(tmp_path / "s.onnx", swapped)
+    with pytest.raises(ModelError, match=r"sketches are drawn with \['mass', 'hypodense'"):
         SketchModels.load(abn, sk, device="cpu")
 
 
@@ -129,22 +138,6 @@ def test_sketch_of_wrong_shape_or_labels_is_refused(toy_sketch_models, ct_phanto
     assert issubclass(SketchError, ValueError)
 
 
-def test_body_mask_includes_the_lungs():
-    """A nodule drawn in a lung (below -500 HU) is inside the body; air outside is not."""
-    rows, cols = np.mgrid[0:80, 0:100]
-    sl = np.full((80, 100), -1000, np.int16)
-    sl[((rows - 40) / 30.0) ** 2 + ((cols - 50) / 45.0) ** 2 <= 1] = 40
-    for c in (30, 70):
-        sl[((rows - 40) / 15.0) ** 2 + ((cols - c) / 12.0) ** 2 <= 1] = -850
-    sl[2:5, 2:5] = 100  # a cable: small, not the body
-    body = body_mask(sl)
-    lung = sl == -850
-    assert body[lung].all()
-    assert not body[2:5, 2:5].any()
-    assert not body[0, 50] and body[40, 50]
-    assert not body_mask(np.full((8, 8), -1000, np.int16)).any()
-
-
 def test_shipped_models_follow_the_contract():
     """The shipped pair loads through the default paths and fits the anatomy model's frame."""
     from app.ml.runtime.model import EmbeddingModel
@@ -160,3 +153,13 @@ def test_shipped_models_follow_the_contract():
     assert 0.0 <= models.default_weight <= 1.0
     assert (models.spec.size, models.spec.pixel_mm) == (anatomy.spec.size, anatomy.spec.pixel_mm)
     assert models.spec.windows == anatomy.spec.windows
+
+
+def test_sketch_classes_are_the_trained_lesion_classes():
+    # The canvas draws SKETCH_CLASSES; the training inserts LESION_CLASSES and
+    # writes them into the models' metadata, which the loader checks.
+    from app.core.sketch import SKETCH_CLASSES
+    from app.sim.lesions import LESION_CLASSES
+
+    assert tuple(c.name for c in SKETCH_CLASSES) == LESION_CLASSES
+    assert [c.value for c in SKETCH_CLASSES] == list(range(1, len(LESION_CLASSES) + 1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import onnx
@@ -38,13 +39,16 @@ def _folded_skeleton(config: NetConfig) -> EmbeddingNet:
     """An untrained network with the folded layout (conv biases, no BN)."""
     net = EmbeddingNet(config)
     for block in net.backbone:
-        conv = block[0]
+        block = cast(nn.Sequential, block)
+        conv = cast(nn.Conv2d, block[0])
+        # torch types a conv's read-back geometry as tuple[int, ...], its
+        # constructor's as tuple[int, int]: the same 2-D values.
         block[0] = nn.Conv2d(
             conv.in_channels,
             conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
+            conv.kernel_size,  # type: ignore[arg-type]
+            stride=conv.stride,  # type: ignore[arg-type]
+            padding=conv.padding,  # type: ignore[arg-type]
             bias=True,
         )
         block[1] = nn.Identity()

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from app.ml.runtime.preprocess import AIR_HU, InputSpec
+from app.core.imaging import AIR_HU
+from app.ml.runtime.preprocess import InputSpec
 
 __all__ = ["AugmentConfig", "augment"]
 

@@ -26,7 +26,8 @@ def save_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed ``.npz`` via a temp file in the same folder and a rename."""
     with replacing(path) as tmp, tmp.open("wb") as fh:
         # A file object, not a name: np.savez would append ".npz" to the name.
-        np.savez(fh, **arrays)
+        # numpy's stub types **arrays as if it could fill allow_pickle (a bool).
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 class _SizedBank(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 def resume_checkpoint(
     path: Path | None,
     config: dict,
-    modules: dict[str, torch.nn.Module],
+    modules: Mapping[str, torch.nn.Module],
     optimiser: torch.optim.Optimizer,
     rng: np.random.Generator,
     gen: torch.Generator,

@@ -11,7 +11,7 @@ import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import onnx
 import torch
@@ -36,8 +36,9 @@ def fold_batchnorm(model: _Net) -> _Net:
     from an exported file.
     """
     folded = copy.deepcopy(model).eval()
-    for block in folded.backbone:
-        conv, bn = block[0], block[1]
+    for block in cast(nn.Sequential, folded.backbone):
+        block = cast(nn.Sequential, block)
+        conv, bn = cast(nn.Conv2d, block[0]), block[1]
         if isinstance(bn, nn.BatchNorm2d):
             block[0] = fuse_conv_bn_eval(conv, bn)
             block[1] = nn.Identity()

@@ -19,9 +19,12 @@ def set_threads(n: int) -> None:
 class ScheduleConfig(Protocol):
     """What :func:`lr_at` reads from a training configuration."""
 
-    lr: float
-    warmup_steps: int
-    steps: int
+    @property
+    def lr(self) -> float: ...
+    @property
+    def warmup_steps(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
 
 
 def lr_at(step: int, cfg: ScheduleConfig) -> float:

@@ -28,7 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.ml.runtime.preprocess import AIR_HU, InputSpec, prepare_hu_slices, window_channels
+from app.core.imaging import AIR_HU, BODY_THRESHOLD_HU
+from app.ml.runtime.preprocess import InputSpec, prepare_hu_slices, window_channels
 from app.ml.train.common.bank_cache import bank_cache_path, load_cached_bank, save_npz_atomically
 from app.sim.lesions import (
     LESION_CLASSES,
@@ -177,7 +178,7 @@ def build_hu_bank(
         scans += [simulate(source, rng).volume for _ in range(scans_per_volume)]
         for scan in scans:
             hu = prepare_hu_slices(scan, spec=spec)
-            body = (hu > -500).mean(axis=(1, 2))
+            body = (hu > BODY_THRESHOLD_HU).mean(axis=(1, 2))
             keep = body >= _MIN_BODY_FRACTION
             images.append(_to_int16(hu[keep]))
             volume.append(np.full(int(keep.sum()), vi, dtype=np.int64))
@@ -380,7 +381,7 @@ class LesionBatchSampler:
         shift = self.rng.uniform(-cfg.base_shift_px, cfg.base_shift_px, size=2)
         flip = bool(self.rng.random() < cfg.base_flip)
         half = (size - 1) / 2.0
-        matrix = cv2.getRotationMatrix2D((half, half), angle, scale)
+        matrix = np.asarray(cv2.getRotationMatrix2D((half, half), angle, scale), np.float64)
         matrix[:, 2] += shift
         if flip:
             # x -> size - 1 - x after the rotation: the body stays centred.

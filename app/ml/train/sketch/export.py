@@ -4,7 +4,8 @@ Each graph has batch-norm folded into its convolutions
 (:func:`app.ml.train.common.onnx_writer.fold_batchnorm`: the encoders share the
 anatomy model's ``backbone`` layout), one input (``slices`` or
 ``sketch``), one output ``embedding`` with a dynamic batch axis, opset 17,
-and the ``priorsync.*`` metadata the app reads (docs/contract: issue 6).
+and the ``priorsync.*`` metadata the app reads (:class:`app.ml.sketch.models.SketchModels`
+checks it at load).
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def choose_default_weight(
         raise ValueError("the validation needs at least two training volumes")
     src_anat = {n: anatomy(v) for n, v in sources.items()}
     anat_db, abn_db, series_of, volume_of, shows = [], [], [], [], []
-    queries: list[tuple[int, np.ndarray, np.ndarray, dict]] = []
+    queries: list[tuple[int, np.ndarray, np.ndarray, dict[str, object], str]] = []
     series = 0
     for vi, name in enumerate(names):
         rng = np.random.default_rng([seed, vi, 4242])
@@ -152,11 +152,11 @@ def choose_default_weight(
         for j in range(lesions_per_volume):
             kind = LESION_CLASSES[(vi + j) % len(LESION_CLASSES)]
             try:
-                vol, labels = insert_lesion_3d(scan, kind, rng)
+                with_lesion, lesion = insert_lesion_3d(scan, kind, rng)
             except ValueError as exc:
                 log.info("validation: %s, no %s lesion (%s)", name, kind, exc)
                 continue
-            variants.append((vol, labels, kind))
+            variants.append((with_lesion, lesion, kind))
         for vol, labels, kind in variants:
             anat = anatomy(vol)
             abn = _encode(abnormality, prepare_slices(vol, spec=spec))
