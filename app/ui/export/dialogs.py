@@ -9,6 +9,7 @@ after the file being written (files already written are complete and stay).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -258,10 +259,9 @@ class BatchExportRun(QtCore.QObject):
                 base = p_number * len(slices)
 
                 def step(done, _total, base=base):
-                    try:
+                    # The batch sees the cancel event before its next file and stops.
+                    with contextlib.suppress(Cancelled):
                         progress(base + done, total)
-                    except Cancelled:
-                        pass  # the batch sees the event before its next file and stops
 
                 try:
                     part = export_matched_pairs(

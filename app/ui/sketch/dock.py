@@ -404,9 +404,12 @@ class SketchDock(QtWidgets.QDockWidget):
         self._show_archive()
 
     def _on_scope(self, _index: int) -> None:
-        if self.scope == SCOPE_ARCHIVE and self.archive_dir is None:
-            if not self.choose_archive_dialog():
-                self.set_scope(SCOPE_LOADED)
+        if (
+            self.scope == SCOPE_ARCHIVE
+            and self.archive_dir is None
+            and not self.choose_archive_dialog()
+        ):
+            self.set_scope(SCOPE_LOADED)
         self._show_archive()
 
     def choose_archive_dialog(self) -> bool:
