@@ -172,3 +172,28 @@ def test_a_check_added_to_the_registry_is_run_and_a_failing_one_is_reported() ->
     assert [f.label for f in missing(reports)] == ["Broken", "server A"]
     text = format_report(reports)
     assert "!! server A: unreachable\n     fix: start it" in text
+
+
+def test_the_doctor_itself_never_imports_qt(tmp_path: Path) -> None:
+    # Qt is only started in the probe's child process: a machine where Qt aborts
+    # (no display, missing xcb libraries) still gets the whole report.
+    code = (
+        "import sys\n"
+        "from app.cli import main\n"
+        "status = main(['doctor', '--json'])\n"
+        "print('QT-IMPORTED' if 'PySide6' in sys.modules else 'QT-FREE', file=sys.stderr)\n"
+        "sys.exit(status)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PRIORSYNC_CACHE_DIR"] = str(tmp_path / "cache")
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().endswith("QT-FREE")
