@@ -498,8 +498,8 @@ def _short(identity: str) -> str:
 
 def model_findings() -> list[Finding]:
     """The shipped models: found, opened on the CPU, named and hashed (as match reports them)."""
-    from app.ml.runtime import EmbeddingModel, ModelError
-    from app.ml.sketch_models import SketchModels
+    from app.ml.runtime.model import EmbeddingModel, ModelError
+    from app.ml.sketch.models import SketchModels
     from app.paths import models_dir
 
     fix = (

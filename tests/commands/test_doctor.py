@@ -57,7 +57,7 @@ def test_doctor_json_reports_every_section_and_exits_0(tmp_path: Path) -> None:
     assert keys == list(doctor.CHECKS)
     findings = {(s["key"], f["label"]): f for s in report["sections"] for f in s["findings"]}
     # The anatomy model is named and hashed exactly as `priorsync match --json` names it.
-    from app.ml.runtime import EmbeddingModel
+    from app.ml.runtime.model import EmbeddingModel
 
     model = EmbeddingModel.load(device="cpu")
     anatomy = findings[("models", "anatomy model")]["value"]
