@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("app.commands.demo", "open a demo patient with several study dates"),
     "match": ("app.commands.match", "match every slice of CURRENT to PRIOR (headless)"),
     "export": ("app.commands.export", "export a current slice and its matched prior slices as PNG"),
+    "doctor": ("app.commands.doctor", "say what this machine has and lacks for PriorSync"),
     "eval": ("app.commands.eval", "evaluate slice matching on held-out simulated pairs"),
     "train": ("app.commands.train", "train the embedding model and export it to ONNX"),
     "train-sketch": ("app.commands.train_sketch", "train the sketch-query models, export to ONNX"),

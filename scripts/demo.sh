@@ -7,4 +7,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
+bash scripts/install-command.sh .venv/bin/priorsync
 exec .venv/bin/priorsync demo "$@"

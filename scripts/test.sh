@@ -8,6 +8,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test,train]"
+bash scripts/install-command.sh .venv/bin/priorsync
 
 .venv/bin/ruff check app tests benchmarks packaging
 .venv/bin/ruff format --check app tests benchmarks packaging

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -189,42 +190,58 @@ def _build(folder: Path, progress: Progress, source: Volume | None, matrix: int)
     names: list[str] = []
     counts: list[int] = []
     lesions: list[dict[str, Any] | None] = []
-    for number, study in enumerate(_STUDIES):
-        if number == 0:
-            params = _CURRENT
-        else:
-            params = replace(
-                SIM_PRESETS["demo"],
-                lesion_probability=0.0,
-                lesion_center=lesion_center if study.lesion_radius_mm > 0 else None,
-                lesion_radius_mm=(study.lesion_radius_mm, study.lesion_radius_mm),
-                lesion_hu=_CURRENT.lesion_hu,
-            )
-        overrides: dict[str, Any] = {
-            "patient_name": DEMO_PATIENT_NAME,
-            "patient_id": DEMO_PATIENT_ID,
-            "patient_birth_date": "19580312",
-            "study_time": study.time,
-            "accession_number": study.accession,
-            "study_description": "CT CHEST WITH CONTRAST",
-            "body_part": "CHEST",
-            "series_number": 3 + number,
-        }
-        params = replace(params, matrix_sizes=(matrix,))
-        scan = simulate_followup(
-            source, params, rng, study_date=study.date, info_overrides=overrides
-        )
-        if number == 0:
-            lesion = scan.params_used.get("lesion")
-            lesion_center = tuple(lesion["center_lps"]) if lesion else None
-        tick()
-        out = folder / study.folder
-        files = write_dicom_series(scan.volume, out, naming="index")
-        lesions.append(scan.params_used.get("lesion"))
-        names.append(study.folder)
+
+    def finish(written: Future[list[Path]], number: int, lesion: dict[str, Any] | None) -> None:
+        files = written.result()
+        lesions.append(lesion)
+        names.append(_STUDIES[number].folder)
         counts.append(len(files))
         tick()
         log.info("demo study %d/%d written (%d slices)", number + 1, len(_STUDIES), len(files))
+
+    # Writing DICOM is pure Python, simulating mostly numpy and SimpleITK (which
+    # release the GIL): one writer thread writes a study while the next is simulated.
+    # The studies are still simulated in order from one generator, so the demo is the same.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-writer") as writer:
+        pending: tuple[Future[list[Path]], int, dict[str, Any] | None] | None = None
+        for number, study in enumerate(_STUDIES):
+            if number == 0:
+                params = _CURRENT
+            else:
+                params = replace(
+                    SIM_PRESETS["demo"],
+                    lesion_probability=0.0,
+                    lesion_center=lesion_center if study.lesion_radius_mm > 0 else None,
+                    lesion_radius_mm=(study.lesion_radius_mm, study.lesion_radius_mm),
+                    lesion_hu=_CURRENT.lesion_hu,
+                )
+            overrides: dict[str, Any] = {
+                "patient_name": DEMO_PATIENT_NAME,
+                "patient_id": DEMO_PATIENT_ID,
+                "patient_birth_date": "19580312",
+                "study_time": study.time,
+                "accession_number": study.accession,
+                "study_description": "CT CHEST WITH CONTRAST",
+                "body_part": "CHEST",
+                "series_number": 3 + number,
+            }
+            params = replace(params, matrix_sizes=(matrix,))
+            scan = simulate_followup(
+                source, params, rng, study_date=study.date, info_overrides=overrides
+            )
+            lesion = scan.params_used.get("lesion")
+            if number == 0:
+                lesion_center = tuple(lesion["center_lps"]) if lesion else None
+            tick()
+            if pending is not None:
+                finish(*pending)  # at most one study waits to be written
+            written = writer.submit(
+                write_dicom_series, scan.volume, folder / study.folder, naming="index"
+            )
+            pending = (written, number, lesion)
+            del scan
+        if pending is not None:
+            finish(*pending)
     marker = {
         "version": DEMO_VERSION,
         "source": source_name,

@@ -359,3 +359,61 @@ def test_demo_shows_three_dates_and_exits_0(
     for vp in layout["viewports"]:
         x, y, w, h = vp["rect"]
         assert grey[y : y + h, x : x + w].std() > 20, f"viewport at x={x} is blank"
+
+
+def test_doctor_finds_everything_the_app_needs_inside_the_bundle(
+    frozen_app: Path, tmp_path: Path
+) -> None:
+    # Every needed package, decoder, model and Qt itself (checked in a child
+    # process of the frozen binary, headless here) must be found in the bundle.
+    proc = run_frozen(frozen_app, ["doctor", "--json"], hidden_env(tmp_path), tmp_path)
+    assert_clean_exit(proc)
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["missing"] == []
+    findings = {f["label"]: f for s in report["sections"] for f in s["findings"]}
+    assert findings["Python"]["value"].endswith("(standalone app)")
+    assert findings["Qt platform plugin"]["value"] == "offscreen"
+    assert findings["anatomy model"]["value"].startswith("priorsync-embed")
+    assert "demo needs no download" in findings["demo CT"]["value"]
+
+
+def test_match_reads_volume_files_through_simpleitk(frozen_app: Path, tmp_path: Path) -> None:
+    from app.io.dicom_write import write_volume_file
+
+    current = write_volume_file(phantom_series(0, 30, 1, "20261001"), tmp_path / "cur.nii.gz")
+    prior = write_volume_file(phantom_series(5, 30, 2, "20251001"), tmp_path / "prior.nrrd")
+    proc = run_frozen(
+        frozen_app,
+        ["match", str(current), str(prior), "--json", "--no-cache"],
+        hidden_env(tmp_path),
+        tmp_path,
+    )
+    assert_clean_exit(proc)
+    matches = json.loads(proc.stdout)["matches"]
+    assert len(matches) == 30 and any(m["in_coverage"] for m in matches)
+
+
+def test_export_writes_a_png_of_the_matched_pair(
+    frozen_app: Path, compressed_series: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "pair.png"
+    proc = run_frozen(
+        frozen_app,
+        [
+            "export",
+            str(compressed_series["rle"]),
+            str(compressed_series["jpeg2000"]),
+            "--slice",
+            "20",
+            "--out",
+            str(out),
+            "--overlay",
+            "--no-cache",
+        ],
+        hidden_env(tmp_path),
+        tmp_path,
+    )
+    assert_clean_exit(proc)
+    image = cv2.imread(str(out), cv2.IMREAD_COLOR)
+    # Two 96-pixel panels side by side (the current slice and its match), captioned.
+    assert image is not None and image.shape[1] >= 2 * 96 and image.std() > 10
