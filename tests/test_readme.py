@@ -224,9 +224,9 @@ def shape_problems(doc: object, real: object, where: str = "$") -> list[str]:
             return [f"{where}: documented a list, got {type(real).__name__}"]
         if not doc:
             return []
-        if all(isinstance(d, int | float) and not isinstance(d, bool) for d in doc):
-            if len(real) != len(doc):
-                return [f"{where}: documented {len(doc)} numbers, got {len(real)}"]
+        numbers = all(isinstance(d, int | float) and not isinstance(d, bool) for d in doc)
+        if numbers and len(real) != len(doc):
+            return [f"{where}: documented {len(doc)} numbers, got {len(real)}"]
         if not real:
             return [f"{where}: the real list is empty, so nothing was checked"]
         problems = []

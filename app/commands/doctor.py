@@ -31,7 +31,6 @@ from app.commands.doctor_checks import (
     pacs_findings,
     python_findings,
     qt_findings,
-    qt_probe,
 )
 
 __all__ = ["CHECKS", "Check", "SectionReport", "add_arguments", "run", "run_checks"]
@@ -175,6 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.qt_probe:
+        from app.ui.shell.qt_probe import qt_probe
+
         print(json.dumps(qt_probe()))
         return EXIT_OK
     if not args.verbose:

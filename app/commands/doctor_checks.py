@@ -3,7 +3,7 @@
 A check is a function without arguments that returns a list of :class:`Finding`.
 It never raises for what it is looking for (a missing package, no display, a
 corrupt model are findings), and it never imports Qt: the Qt check runs
-:func:`qt_probe` in a child process (``priorsync doctor --qt-probe``), so a
+:func:`app.ui.shell.qt_probe.qt_probe` in a child process (``priorsync doctor --qt-probe``), so a
 machine without a display or without Qt's system libraries gets a finding,
 not a crash.
 """
@@ -21,6 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 __all__ = [
     "Finding",
@@ -32,7 +33,6 @@ __all__ = [
     "pacs_findings",
     "python_findings",
     "qt_findings",
-    "qt_probe",
 ]
 
 MIN_PYTHON = (3, 11)
@@ -217,42 +217,6 @@ def package_findings() -> list[Finding]:
 # -- Qt ---------------------------------------------------------------------------
 
 
-def qt_probe() -> dict[str, object]:
-    """Start Qt (as the viewer would) and report its platform plugin and OpenGL.
-
-    Runs only in the child process started by :func:`qt_findings`: Qt aborts the
-    process when no platform plugin can start, which must not take the doctor
-    with it.
-    """
-    import PySide6
-    from PySide6 import QtCore, QtGui
-
-    report: dict[str, object] = {"pyside6": PySide6.__version__, "qt": QtCore.qVersion()}
-    app = QtGui.QGuiApplication([])
-    report["platform"] = app.platformName()
-    try:
-        # pyqtgraph imports these at start; they load the system's libGL.
-        from PySide6 import QtOpenGL, QtOpenGLWidgets  # noqa: F401
-    except ImportError as exc:
-        report["opengl_import"] = str(exc)
-        return report
-    context = QtGui.QOpenGLContext()
-    if not context.create():
-        report["opengl"] = None
-        return report
-    surface = QtGui.QOffscreenSurface()
-    surface.setFormat(context.format())
-    surface.create()
-    if context.makeCurrent(surface):
-        gl = context.functions()
-        # GL_VENDOR, GL_RENDERER, GL_VERSION
-        report["opengl"] = [str(gl.glGetString(name)) for name in (0x1F00, 0x1F01, 0x1F02)]
-        context.doneCurrent()
-    else:
-        report["opengl"] = None
-    return report
-
-
 def _probe_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, "doctor", "--qt-probe"]
@@ -342,7 +306,8 @@ def qt_findings() -> list[Finding]:
             )
         )
     elif report.get("opengl"):
-        vendor, renderer, version = report["opengl"]  # type: ignore[misc]
+        # The probe's JSON gives [GL_VENDOR, GL_RENDERER, GL_VERSION] as strings.
+        vendor, renderer, version = (str(v) for v in cast(list[object], report["opengl"]))
         findings.append(Finding("OpenGL", f"{version} ({renderer}, {vendor})"))
     else:
         # pyqtgraph paints with Qt's raster engine: a missing GL context costs nothing.
