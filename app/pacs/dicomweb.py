@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 import urllib3.exceptions
@@ -69,13 +69,28 @@ _SERIES_FIELDS = [
 ]
 
 
+class _WildcardSession(requests.Session):
+    """Sends ``*`` in query strings as itself, not as ``%2A``.
+
+    dicomweb-client percent-encodes every filter value, and Orthanc (1.10 with
+    DICOMweb 1.7) then takes ``%2A`` for a literal asterisk, so ``DOE*`` would
+    match nobody. ``*`` is legal unescaped in a query (RFC 3986 sub-delims).
+    """
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(url, str) and "?" in url:
+            path, query = url.split("?", 1)
+            url = f"{path}?{query.replace('%2A', '*')}"
+        return super().request(method, url, *args, **kwargs)
+
+
 class DicomWebBackend(PacsBackend):
     """QIDO-RS/WADO-RS against ``server.base_url``."""
 
     def __init__(self, server: ServerConfig) -> None:
         super().__init__(server)
         quiet_library_loggers()
-        session = requests.Session()
+        session = _WildcardSession()
         if server.auth == "basic":
             session.auth = (server.username, require_secret(server))
         elif server.auth == "bearer":
