@@ -70,7 +70,7 @@ _SERIES_FIELDS = [
 
 
 class _WildcardSession(requests.Session):
-    """Sends ``*`` in query strings as itself, not as ``%2A``.
+    """Sends ``*`` in query strings as itself, not as ``%2A``, and honours ``verify``.
 
     dicomweb-client percent-encodes every filter value, and Orthanc (1.10 with
     DICOMweb 1.7) then takes ``%2A`` for a literal asterisk, so ``DOE*`` would
@@ -81,6 +81,9 @@ class _WildcardSession(requests.Session):
         if isinstance(url, str) and "?" in url:
             path, query = url.split("?", 1)
             url = f"{path}?{query.replace('%2A', '*')}"
+        # requests lets REQUESTS_CA_BUNDLE override a session's own ``verify``
+        # (psf/requests#3829); the server's CA file must win.
+        kwargs.setdefault("verify", self.verify)
         return super().request(method, url, *args, **kwargs)
 
 

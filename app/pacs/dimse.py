@@ -9,6 +9,7 @@ the server must know as ``calling_ae`` at this machine and ``move_port``).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -134,6 +135,23 @@ class DimseBackend(PacsBackend):
         ae.connection_timeout = min(t, 10.0)
         return ae
 
+    def _unreachable(self, what: str) -> ServerUnreachable:
+        return ServerUnreachable(
+            f"{self.server.name}: cannot connect to {self.server.host}:{self.server.port} "
+            f"while {what} (server down, or wrong host or port)"
+        )
+
+    def _probe(self, what: str) -> None:
+        # A refused connection is told apart here: pynetdicom reports it only in
+        # its log, and leaks the socket it made (a ResourceWarning) when it fails.
+        try:
+            with socket.create_connection(
+                (self.server.host, self.server.port), timeout=min(self.server.timeout_s, 10.0)
+            ):
+                pass
+        except OSError:
+            raise self._unreachable(what) from None
+
     def _associate(
         self,
         ae: AE,
@@ -141,6 +159,7 @@ class DimseBackend(PacsBackend):
         ext_neg: list[Any] | None = None,
         handlers: list[Any] | None = None,
     ) -> Association:
+        self._probe(what)
         connected = threading.Event()
         events = [(evt.EVT_CONN_OPEN, lambda _e: connected.set()), *(handlers or [])]
         assoc = ae.associate(
@@ -161,10 +180,7 @@ class DimseBackend(PacsBackend):
                 f"{self.server.calling_ae!r}?)"
             )
         if not connected.is_set():
-            raise ServerUnreachable(
-                f"{name}: cannot connect to {where} while {what} "
-                "(server down, or wrong host or port)"
-            )
+            raise self._unreachable(what)
         raise TransferTimedOut(
             f"{name}: the server at {where} did not complete the association "
             f"within {self.server.timeout_s:.0f} s while {what}"
@@ -387,10 +403,13 @@ class DimseBackend(PacsBackend):
         if code == _SUCCESS and receiver.received == 0:
             raise StudyNotFound(f"{name}: the series is not, or no longer, on the server")
         if code not in (_SUCCESS, _WARNING, _CANCELLED) or failed:
-            if code == 0xA801:
+            if self.server.retrieve == "move" and receiver.received == 0 and not failed:
+                # 0xA801 is "move destination unknown"; Orthanc answers 0xC000.
                 raise ServerRefused(
-                    f"{name}: the server does not know our AE title "
-                    f"{self.server.calling_ae!r} as a C-MOVE destination"
+                    f"{name}: the server would not send to our AE title "
+                    f"{self.server.calling_ae!r} (is it configured there as a C-MOVE "
+                    f"destination at this machine, port {self.server.move_port}?) "
+                    f"(status 0x{code:04X})"
                 )
             raise TransferIncomplete(
                 f"{name}: the server sent {receiver.received} instances and failed "

@@ -6,7 +6,10 @@ Everything is made here: no shared data and no network beyond loopback.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -168,7 +171,7 @@ def start_orthanc(workdir: Path | None = None, **kwargs) -> LocalOrthanc:
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """(server PEM with key and certificate, CA file) for 127.0.0.1, made with openssl."""
+    """(private key, certificate) for 127.0.0.1, made with openssl; the certificate is its own CA."""
     key, cert = folder / "key.pem", folder / "cert.pem"
     subprocess.run(
         [
@@ -179,9 +182,72 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         check=True,
         capture_output=True,
     )  # fmt: skip
-    both = folder / "server.pem"
-    both.write_bytes(cert.read_bytes() + key.read_bytes())
-    return both, cert
+    return key, cert
+
+
+class TlsFront:
+    """HTTPS on a free loopback port, relaying to a plain HTTP port (Orthanc's).
+
+    Debian's Orthanc 1.10.1 crashes on HTTPS requests (see app/pacs/local_orthanc.py),
+    so this real TLS endpoint (Python's ssl module) stands in front of it, as
+    a hospital's reverse proxy would.
+    """
+
+    def __init__(self, key: Path, cert: Path, target_port: int) -> None:
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ctx.load_cert_chain(str(cert), str(key))
+        self._target = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _keep(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._open.extend(socks)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._keep(conn)
+            try:
+                conn.settimeout(10)
+                tls = self._ctx.wrap_socket(conn, server_side=True)
+                tls.settimeout(None)
+                upstream = socket.create_connection(("127.0.0.1", self._target))
+            except (OSError, ssl.SSLError):
+                conn.close()
+                continue
+            self._keep(tls, upstream)
+            for src, dst in ((tls, upstream), (upstream, tls)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self._thread.join(timeout=5)
+        with self._lock:
+            for s in self._open:
+                s.close()
 
 
 def dimse_config(server, retrieve: str = "get", **changes) -> ServerConfig:
@@ -208,7 +274,6 @@ def dicomweb_config(server, password: str | None = None, **changes) -> ServerCon
         base_url=server.dicomweb_url,
         auth="basic",
         username=server.username,
-        ca_file=str(server.tls_certificate.with_name("cert.pem")) if server.tls_certificate else "",
         timeout_s=10.0,
     )
     values.update(changes)
