@@ -77,6 +77,10 @@ class _WildcardSession(requests.Session):
     match nobody. ``*`` is legal unescaped in a query (RFC 3986 sub-delims).
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._streams: list[requests.Response] = []
+
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         if isinstance(url, str) and "?" in url:
             path, query = url.split("?", 1)
@@ -84,7 +88,18 @@ class _WildcardSession(requests.Session):
         # requests lets REQUESTS_CA_BUNDLE override a session's own ``verify``
         # (psf/requests#3829); the server's CA file must win.
         kwargs.setdefault("verify", self.verify)
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        if kwargs.get("stream"):
+            # A streamed body abandoned mid-way (timeout, error) keeps its
+            # connection out of the pool; close() must still release it.
+            self._streams.append(response)
+        return response
+
+    def close(self) -> None:
+        for response in self._streams:
+            response.close()
+        self._streams.clear()
+        super().close()
 
 
 class DicomWebBackend(PacsBackend):

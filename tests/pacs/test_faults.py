@@ -262,8 +262,8 @@ def test_cache_folder_read_only(orthanc, patients, tmp_path) -> None:
 def test_search_against_a_server_that_went_away(private_orthanc) -> None:
     server = private_orthanc()
     config = dicomweb_config(server)
-    backend = open_backend(config)
-    assert backend.find_studies(StudyQuery(patient_id=PATIENT_ID))
-    server.stop()
-    with pytest.raises(ServerUnreachable):
-        backend.find_studies(StudyQuery(patient_id=PATIENT_ID))
+    with open_backend(config) as backend:
+        assert backend.find_studies(StudyQuery(patient_id=PATIENT_ID))
+        server.stop()
+        with pytest.raises(ServerUnreachable):
+            backend.find_studies(StudyQuery(patient_id=PATIENT_ID))
