@@ -317,7 +317,7 @@ def resolve_server(text: str, store: ServerStore | None = None) -> ServerConfig:
         return found
     if "://" in text:
         return parse_server_url(text)
-    names = ", ".join(s.name for s in store.load()) or "none configured"
+    names = ", ".join(s.name for s in store.load()) or "none"
     raise ServerConfigError(f"no server named {text!r} (configured: {names}) and not a URL")
 
 
