@@ -156,6 +156,9 @@ class LocalOrthanc:
             "WebDavEnabled": False,
             "HttpCompressionEnabled": False,
             "StableAge": 1,
+            # Answer C-FIND/QIDO-RS from the index alone, as an indexed archive
+            # does, instead of re-reading a DICOM file per matching study.
+            "StorageAccessOnFind": "Never",
             "SaveJobs": False,
             "DeidentifyLogs": True,
             "DicomScpTimeout": 30,
