@@ -9,8 +9,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import pacs_fixtures  # noqa: E402
 from pacs_data import dicomweb_config, dimse_config  # noqa: E402
-from pacs_fixtures import _private_config, orthanc, patients, private_orthanc  # noqa: E402, F401
+
+# The shared fixtures, registered here by name.
+_private_config = pacs_fixtures._private_config
+orthanc = pacs_fixtures.orthanc
+patients = pacs_fixtures.patients
+private_orthanc = pacs_fixtures.private_orthanc
 
 from app.pacs.cache import StudyCache  # noqa: E402
 from app.pacs.servers import ServerConfig  # noqa: E402

@@ -7,4 +7,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pacs"))
 
-from pacs_fixtures import _private_config, orthanc, patients, private_orthanc  # noqa: E402, F401
+import pacs_fixtures  # noqa: E402
+
+# The shared fixtures, registered here by name.
+_private_config = pacs_fixtures._private_config
+orthanc = pacs_fixtures.orthanc
+patients = pacs_fixtures.patients
+private_orthanc = pacs_fixtures.private_orthanc
