@@ -13,7 +13,7 @@ __all__ = ["fetch_patient_folders"]
 def fetch_patient_folders(server: ServerConfig, patient_id: str, n_priors: int) -> list[Path]:
     """The patient's newest CT study and ``n_priors`` priors, fetched into the cache.
 
-    Returns the study folders, current first (progress goes to stderr).
+    Returns the studies' series folders, current study first (progress goes to stderr).
 
     Raises
     ------
@@ -40,4 +40,4 @@ def fetch_patient_folders(server: ServerConfig, patient_id: str, n_priors: int) 
         f"{len(got.results)} CT studies ({len(got.priors)} priors, {cached} from the local cache)",
         file=sys.stderr,
     )
-    return [r.study.folder for r in got.results]
+    return [folder for r in got.results for folder in r.study.series_folders]

@@ -42,8 +42,8 @@ class OpenFromPacsDialog(QtWidgets.QDialog):
     Signals
     -------
     folders_ready(list)
-        Study folders (``list[Path]``) to open, the current study first, then
-        each prior as it arrives.
+        Series folders (``list[Path]``) to open: the current study's first,
+        then the priors' once they have arrived.
     """
 
     folders_ready = QtCore.Signal(list)
@@ -116,7 +116,7 @@ class OpenFromPacsDialog(QtWidgets.QDialog):
         self.results.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.results.verticalHeader().setVisible(False)
         header = self.results.horizontalHeader()
-        header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
         self.results.itemSelectionChanged.connect(self._update_buttons)
         self.results.cellDoubleClicked.connect(lambda *_: self.open_selected())
 
@@ -286,7 +286,7 @@ class OpenFromPacsDialog(QtWidgets.QDialog):
             f"Opened the current study ({result.study.n_instances} images, from {where}); "
             f"{len(priors)} earlier CT studies on the server."
         )
-        self.folders_ready.emit([result.study.folder])
+        self.folders_ready.emit(list(result.study.series_folders))
         n = self.n_priors.value()
         for i, prior in enumerate(priors):
             item = QtWidgets.QListWidgetItem(
@@ -318,7 +318,7 @@ class OpenFromPacsDialog(QtWidgets.QDialog):
 
     def _priors_fetched(self, results: list[FetchResult]) -> None:
         self._set_busy(None)
-        folders: list[Path] = [r.study.folder for r in results]
+        folders: list[Path] = [f for r in results for f in r.study.series_folders]
         cached = sum(r.from_cache for r in results)
         self.status.setText(
             f"Fetched {len(results)} prior studies ({cached} from the local cache); "

@@ -54,8 +54,10 @@ def test_search_open_current_then_newest_priors(qtbot, config, patients, cache) 
     qtbot.mouseClick(dialog.open_button, QtCore.Qt.MouseButton.LeftButton)
     # The current study first, then (fetched in the background) the newest prior.
     qtbot.waitUntil(lambda: len(emitted) == 2, timeout=WAIT_MS)
-    assert emitted[0] == [cache.study_folder(patients["current"].study_uid)]
-    assert emitted[1] == [cache.study_folder(patients["prior1"].study_uid)]
+    current = cache.study_folder(patients["current"].study_uid)
+    prior = cache.study_folder(patients["prior1"].study_uid)
+    assert sorted(emitted[0]) == sorted(current / u for u in patients["current"].series_uids[:2])
+    assert emitted[1] == [prior / patients["prior1"].series_uids[0]]
     assert dialog.prior_list.count() == 2
     states = [dialog.prior_list.item(i).checkState() for i in range(2)]
     assert states == [QtCore.Qt.CheckState.Checked, QtCore.Qt.CheckState.Unchecked]
@@ -182,7 +184,8 @@ def test_install_pacs_adds_the_menu_entries_and_opens_into_the_window(
     search(qtbot, dialog, accession="ACC-25")
     dialog.open_selected()
     qtbot.waitUntil(lambda: len(window.opened) == 1, timeout=WAIT_MS)
-    assert window.opened == [[cache.study_folder(patients["prior1"].study_uid)]]
+    prior = patients["prior1"]
+    assert window.opened == [[cache.study_folder(prior.study_uid) / prior.series_uids[0]]]
     actions.servers_action.trigger()
     assert actions.servers_dialog is not None and actions.servers_dialog.isVisible()
     actions.servers_dialog.close()
