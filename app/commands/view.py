@@ -46,9 +46,9 @@ def add_pacs_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--priors",
         type=int,
-        default=2,
+        default=None,
         metavar="N",
-        help="with --pacs: also fetch the newest N earlier CT studies (default 2)",
+        help="with --pacs: also fetch the newest N earlier CT studies (default: the setting, 2)",
     )
 
 
@@ -72,10 +72,11 @@ def run(args: argparse.Namespace) -> int:
     if args.pacs is not None:
         from app.commands.pacs_open import fetch_patient_folders
         from app.pacs.errors import PacsError
-        from app.pacs.servers import ServerConfigError, resolve_server
+        from app.pacs.servers import ServerConfigError, ServerStore, resolve_server
 
+        n_priors = args.priors if args.priors is not None else ServerStore().options().n_priors
         try:
-            paths += fetch_patient_folders(resolve_server(args.pacs), args.patient, args.priors)
+            paths += fetch_patient_folders(resolve_server(args.pacs), args.patient, n_priors)
         except (PacsError, ServerConfigError) as exc:
             print(f"priorsync view: {exc}", file=sys.stderr)
             return 2
@@ -87,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
 def _pacs_problem(args: argparse.Namespace) -> str | None:
     if not args.patient:
         return "--pacs needs --patient ID"
-    if args.priors < 0:
+    if args.priors is not None and args.priors < 0:
         return "--priors needs a number of studies (0 or more)"
     return None

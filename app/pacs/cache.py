@@ -36,13 +36,13 @@ from pydicom.dataset import Dataset
 from app.io.safe_write import describe_os_error, safe_write
 from app.pacs.backend import Instance
 from app.pacs.errors import BadInstances, CacheFailed
+from app.pacs.servers import ServerStore
 from app.paths import cache_dir
 
-__all__ = ["DEFAULT_MAX_BYTES", "CachedStudy", "StagedStudy", "StudyCache"]
+__all__ = ["CachedStudy", "StagedStudy", "StudyCache"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 20 * 1024**3
 _MANIFEST = "manifest.json"
 _VERSION = 1
 _UID = re.compile(r"^[0-9.]{1,64}$")
@@ -241,10 +241,13 @@ class StudyCache:
     max_bytes
         Size bound; after each commit the least recently used studies are
         evicted until the cache fits (the newest study is always kept).
+        Default: the user's setting (:class:`~app.pacs.servers.PacsOptions`).
     """
 
-    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, root: Path | None = None, max_bytes: int | None = None) -> None:
         self.root = Path(root) if root is not None else cache_dir() / "pacs"
+        if max_bytes is None:
+            max_bytes = ServerStore().options().cache_max_bytes
         self.max_bytes = int(max_bytes)
         self._clear_dead_staging()
 

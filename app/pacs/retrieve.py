@@ -15,9 +15,9 @@ from app.pacs.backend import Instance, PacsBackend
 from app.pacs.cache import CachedStudy, StudyCache
 from app.pacs.errors import BadInstances, StudyNotFound, TransferCancelled, TransferIncomplete
 from app.pacs.records import SeriesRecord, StudyQuery, StudyRecord
+from app.pacs.servers import PacsOptions
 
 __all__ = [
-    "DEFAULT_PRIORS",
     "FetchResult",
     "PatientFetch",
     "ct_studies",
@@ -29,7 +29,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-DEFAULT_PRIORS = 2
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ def fetch_patient(
     backend: PacsBackend,
     patient_id: str,
     cache: StudyCache,
-    n_priors: int = DEFAULT_PRIORS,
+    n_priors: int = PacsOptions.n_priors,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     current_uid: str = "",

@@ -26,6 +26,7 @@ from app.paths import config_dir
 
 __all__ = [
     "DEFAULT_CALLING_AE",
+    "PacsOptions",
     "ServerConfig",
     "ServerConfigError",
     "ServerStore",
@@ -239,6 +240,45 @@ def _timeout(query: dict[str, str], url: str) -> float:
         raise ServerConfigError(f"{url!r}: timeout must be a number of seconds") from None
 
 
+@dataclass(frozen=True)
+class PacsOptions:
+    """PACS preferences beside the server list.
+
+    Parameters
+    ----------
+    n_priors
+        How many of a patient's newest earlier CT studies to fetch by default.
+    cache_max_gb
+        Size bound of the local study cache (least recently used evicted).
+    """
+
+    n_priors: int = 2
+    cache_max_gb: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.n_priors <= 50:
+            raise ServerConfigError("the number of priors must be between 0 and 50")
+        if not self.cache_max_gb > 0:
+            raise ServerConfigError("the cache size must be a positive number of GB")
+
+    @property
+    def cache_max_bytes(self) -> int:
+        return int(self.cache_max_gb * 1024**3)
+
+    @classmethod
+    def from_json(cls, data: object) -> PacsOptions:
+        if not isinstance(data, dict):
+            return cls()
+        try:
+            n = data.get("n_priors", cls.n_priors)
+            gb = data.get("cache_max_gb", cls.cache_max_gb)
+            if isinstance(n, bool) or not isinstance(n, int) or isinstance(gb, bool):
+                return cls()
+            return cls(n_priors=n, cache_max_gb=float(gb))
+        except (ServerConfigError, TypeError, ValueError):
+            return cls()
+
+
 class ServerStore:
     """The user's configured servers, one JSON file (no secrets), written atomically.
 
@@ -251,16 +291,26 @@ class ServerStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else config_dir() / _STORE_FILE
 
-    def load(self) -> list[ServerConfig]:
-        """Every usable stored server; a damaged file or entry is skipped with a warning."""
+    def _read(self) -> dict[str, Any]:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return []
+            return {}
         except (OSError, ValueError) as exc:
             log.warning("the PACS server list cannot be read (%s); ignoring it", type(exc).__name__)
-            return []
-        entries = raw.get("servers", []) if isinstance(raw, dict) else []
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _write(self, servers: list[ServerConfig], options: PacsOptions) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(
+            {"servers": [s.to_json() for s in servers], "options": asdict(options)}, indent=1
+        )
+        safe_write(self.path, data.encode("utf-8"), overwrite=True)
+
+    def load(self) -> list[ServerConfig]:
+        """Every usable stored server; a damaged file or entry is skipped with a warning."""
+        entries = self._read().get("servers", [])
         servers: list[ServerConfig] = []
         for entry in entries if isinstance(entries, list) else []:
             try:
@@ -270,7 +320,7 @@ class ServerStore:
         return servers
 
     def save(self, servers: list[ServerConfig]) -> None:
-        """Replace the stored list.
+        """Replace the stored list (the options are kept).
 
         Raises
         ------
@@ -282,9 +332,15 @@ class ServerStore:
         names = [s.name for s in servers]
         if len(set(names)) != len(names):
             raise ServerConfigError("two servers have the same name")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"servers": [s.to_json() for s in servers]}, indent=1)
-        safe_write(self.path, data.encode("utf-8"), overwrite=True)
+        self._write(servers, self.options())
+
+    def options(self) -> PacsOptions:
+        """The stored :class:`PacsOptions` (defaults where missing or invalid)."""
+        return PacsOptions.from_json(self._read().get("options"))
+
+    def save_options(self, options: PacsOptions) -> None:
+        """Replace the stored options (the servers are kept)."""
+        self._write(self.load(), options)
 
     def get(self, name: str) -> ServerConfig | None:
         return next((s for s in self.load() if s.name == name), None)

@@ -6,6 +6,7 @@ import keyring
 import pytest
 from keyring.backends import fail
 
+from app.pacs.cache import StudyCache
 from app.pacs.credentials import (
     ENV_SECRET,
     KeyringUnavailable,
@@ -15,6 +16,7 @@ from app.pacs.credentials import (
 )
 from app.pacs.errors import AuthenticationFailed
 from app.pacs.servers import (
+    PacsOptions,
     ServerConfig,
     ServerConfigError,
     ServerStore,
@@ -116,3 +118,19 @@ def test_config_rejects_bad_fields() -> None:
         ServerConfig(name=" ", protocol="dimse", host="h", port=1, called_ae="A")
     with pytest.raises(ServerConfigError, match="CA file"):
         ServerConfig(name="w", protocol="dicomweb", base_url="https://h", ca_file="/no/such.pem")
+
+
+def test_options_live_beside_the_servers(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PRIORSYNC_CONFIG_DIR", str(tmp_path / "cfg"))
+    store = ServerStore()
+    assert store.options() == PacsOptions()
+    server = parse_server_url("dimse://A@h:104", name="a")
+    store.put(server)
+    store.save_options(PacsOptions(n_priors=3, cache_max_gb=0.5))
+    assert store.load() == [server]
+    assert store.options().n_priors == 3
+    assert StudyCache(tmp_path / "c").max_bytes == 512 * 1024**2
+    store.path.write_text('{"servers": [], "options": {"n_priors": -4, "cache_max_gb": "x"}}')
+    assert store.options() == PacsOptions()
+    with pytest.raises(ServerConfigError):
+        PacsOptions(cache_max_gb=0)

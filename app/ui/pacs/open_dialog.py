@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtWidgets
 
 from app.pacs.records import StudyQuery, StudyRecord
-from app.pacs.retrieve import DEFAULT_PRIORS, FetchResult
+from app.pacs.retrieve import FetchResult
 from app.pacs.servers import ServerConfig, ServerStore
 from app.ui.pacs.tasks import PacsTasks
 
@@ -37,7 +37,8 @@ class OpenFromPacsDialog(QtWidgets.QDialog):
     tasks
         Background jobs (tests pass one with a private cache).
     n_priors
-        How many of the newest earlier CT studies to fetch by default.
+        How many of the newest earlier CT studies to fetch by default
+        (default: the user's setting, Preferences ▸ PACS).
 
     Signals
     -------
@@ -53,13 +54,16 @@ class OpenFromPacsDialog(QtWidgets.QDialog):
         parent: QtWidgets.QWidget | None = None,
         servers: list[ServerConfig] | None = None,
         tasks: PacsTasks | None = None,
-        n_priors: int = DEFAULT_PRIORS,
+        n_priors: int | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Open from PACS")
         self.resize(860, 600)
         self.tasks = tasks or PacsTasks(self)
-        self._servers = servers if servers is not None else ServerStore().load()
+        store = ServerStore()
+        self._servers = servers if servers is not None else store.load()
+        if n_priors is None:
+            n_priors = store.options().n_priors
         self._studies: list[StudyRecord] = []
         self._priors: list[StudyRecord] = []
         self._current_job = None

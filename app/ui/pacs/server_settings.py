@@ -16,7 +16,13 @@ from app.pacs.credentials import (
     keyring_available,
     set_secret,
 )
-from app.pacs.servers import DEFAULT_CALLING_AE, ServerConfig, ServerConfigError, ServerStore
+from app.pacs.servers import (
+    DEFAULT_CALLING_AE,
+    PacsOptions,
+    ServerConfig,
+    ServerConfigError,
+    ServerStore,
+)
 from app.ui.pacs.tasks import PacsTasks
 
 __all__ = ["ServerSettingsWidget"]
@@ -137,9 +143,26 @@ class ServerSettingsWidget(QtWidgets.QWidget):
         right.addWidget(self.status)
         right.addStretch(1)
 
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.addLayout(left, 1)
-        layout.addLayout(right, 2)
+        options = self.store.options()
+        self.n_priors = QtWidgets.QSpinBox()
+        self.n_priors.setRange(0, 50)
+        self.n_priors.setValue(options.n_priors)
+        self.cache_gb = QtWidgets.QDoubleSpinBox()
+        self.cache_gb.setRange(0.5, 10000)
+        self.cache_gb.setValue(options.cache_max_gb)
+        self.cache_gb.setSuffix(" GB")
+        self.n_priors.valueChanged.connect(self._save_options)
+        self.cache_gb.valueChanged.connect(self._save_options)
+        general = QtWidgets.QFormLayout()
+        general.addRow("Priors fetched by default", self.n_priors)
+        general.addRow("Study cache size", self.cache_gb)
+
+        columns = QtWidgets.QHBoxLayout()
+        columns.addLayout(left, 1)
+        columns.addLayout(right, 2)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(columns, 1)
+        layout.addLayout(general)
         self._update_enabled()
 
     def _update_enabled(self) -> None:
@@ -317,6 +340,15 @@ class ServerSettingsWidget(QtWidgets.QWidget):
     def _tested(self, message: str) -> None:
         self.test_button.setEnabled(True)
         self.status.setText(message)
+
+    def _save_options(self) -> None:
+        try:
+            options = PacsOptions(
+                n_priors=self.n_priors.value(), cache_max_gb=self.cache_gb.value()
+            )
+            self.store.save_options(options)
+        except (ServerConfigError, OSError) as exc:
+            self.status.setText(f"The PACS options could not be saved: {exc}")
 
     def servers(self) -> list[ServerConfig]:
         return list(self._servers)
