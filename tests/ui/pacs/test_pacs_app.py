@@ -56,3 +56,36 @@ def test_view_pacs_hangs_the_current_study_and_its_priors(x_display, orthanc, tm
     layout = json.loads(shot.with_suffix(".layout.json").read_text())
     assert len(layout["viewports"]) == 3
     assert all(v["n_slices"] == 10 for v in layout["viewports"])
+
+
+@pytest.mark.slow
+@pytest.mark.xvfb
+def test_demo_pacs_serves_the_demo_patient_from_a_local_orthanc(x_display, tmp_path) -> None:
+    from app.pacs.local_orthanc import find_orthanc
+
+    if find_orthanc() is None:
+        pytest.skip("Orthanc is not installed (scripts/system-deps.sh --tests installs it)")
+    shot = tmp_path / "demo-pacs.png"
+    env = dict(os.environ)  # the session's cache: the demo patient is built once per run
+    env.update(
+        DISPLAY=x_display,
+        QT_QPA_PLATFORM="xcb",
+        PRIORSYNC_CONFIG_DIR=str(tmp_path / "config"),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "demo", "--pacs", "--screenshot", str(shot)]
+        + ["--quit-after", "400"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=560,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "local Orthanc at http://127.0.0.1:" in output
+    assert "3 CT studies (2 priors" in output
+    layout = json.loads(shot.with_suffix(".layout.json").read_text())
+    assert len(layout["viewports"]) == 3
