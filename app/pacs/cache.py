@@ -215,11 +215,20 @@ class StagedStudy:
         try:
             safe_write(self.folder / _MANIFEST, json.dumps(manifest).encode("utf-8"))
             target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():  # a damaged or older copy
-                self.cache.remove(self.study_uid)
+            if target.exists():
+                # A complete copy (another transfer's) stays: readers may be using it.
+                # A damaged one is removed by the lookup.
+                existing = self.cache.lookup(self.study_uid, touch=False)
+                if existing is not None:
+                    self.discard()
+                    return existing
             os.replace(self.folder, target)
         except OSError as exc:
             self.discard()
+            # Another process may have committed the same study meanwhile: use its copy.
+            theirs = self.cache.lookup(self.study_uid, touch=False)
+            if theirs is not None:
+                return theirs
             raise self.cache.failed(exc) from None
         except Exception:
             self.discard()

@@ -130,3 +130,16 @@ def test_manifest_records_every_file(tmp_path, files) -> None:
     _commit(cache, files["other"])
     meta = json.loads((cache.study_folder(files["other"].study_uid) / "manifest.json").read_text())
     assert sum(len(s["files"]) for s in meta["series"]) == 4
+
+
+def test_two_transfers_of_one_study_end_with_one_complete_copy(tmp_path, files) -> None:
+    cache = StudyCache(tmp_path)
+    study = files["prior1"]
+    first, second = cache.stage(study.study_uid), cache.stage(study.study_uid)
+    for staged in (first, second):
+        for path in study.files:
+            staged.add(study.series_uids[0], Instance(data=path.read_bytes()))
+    a = first.commit()
+    b = second.commit()  # finds a complete copy in place and leaves it be
+    assert a.folder == b.folder and b.n_instances == 4
+    assert list(cache.staging_root.iterdir()) == []
