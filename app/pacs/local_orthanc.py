@@ -89,7 +89,8 @@ class LocalOrthanc:
     modalities
         AE title -> (host, port) of DICOM peers Orthanc may send to (C-MOVE).
     extra
-        More configuration options, merged last (tests change behaviour with them).
+        More configuration options, merged last (tests change behaviour with them);
+        its ``RegisteredUsers`` are added to ours.
     """
 
     workdir: Path | None = None
@@ -165,6 +166,11 @@ class LocalOrthanc:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
         }
         cfg.update(self.extra)
+        # Users in ``extra`` come beside ours: the launcher itself must still log in.
+        cfg["RegisteredUsers"] = {
+            **self.extra.get("RegisteredUsers", {}),
+            self.username: self.password,
+        }
         return cfg
 
     def start(self) -> LocalOrthanc:

@@ -79,16 +79,27 @@ def test_c_move_to_an_unknown_destination(orthanc, patients, cache) -> None:
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_wrong_credentials(private_orthanc, orthanc, patients, cache, status) -> None:
+def test_wrong_credentials(private_orthanc, orthanc, patients, cache, tmp_path, status) -> None:
     if status == 401:
         server, config = orthanc, dicomweb_config(orthanc, password="wrong")
     else:
-        # Orthanc answers 403 to a user its authorisation rules turn away.
-        server = private_orthanc(extra={"AuthenticationEnabled": True})
-        config = dicomweb_config(server, password="wrong")
+        # A known user that Orthanc's request filter (a Lua script) turns away: HTTP 403.
+        lua = tmp_path / "filter.lua"
+        lua.write_text(
+            "function IncomingHttpRequestFilter(method, uri, ip, username, headers)\n"
+            "  return username ~= 'visitor'\n"
+            "end\n"
+        )
+        server = private_orthanc(
+            extra={"LuaScripts": [str(lua)], "RegisteredUsers": {"visitor": "visitor-pw"}}
+        )
+        # The shared user still gets in (the server works); the visitor does not.
+        with open_backend(dicomweb_config(server)) as backend:
+            backend.echo()
+        config = dicomweb_config(server, username="visitor", password="visitor-pw")
     with open_backend(config) as backend, pytest.raises(AuthenticationFailed) as info:
         fetch_study(backend, patients["current"].study_uid, cache)
-    assert "credentials" in one_line(info.value)
+    assert f"HTTP {status}" in one_line(info.value) and "credentials" in str(info.value)
     assert server.password not in str(info.value)
     assert_cache_clean(cache)
 
