@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
         from app.commands.pacs_demo import run_pacs_demo
 
         return run_pacs_demo(args)
-    from app.ui.application import run_viewer
+    from app.ui.shell.application import run_viewer
 
     return run_viewer(demo=True, screenshot=args.screenshot, quit_after_s=args.quit_after)

@@ -55,7 +55,7 @@ def run_pacs_demo(args: argparse.Namespace) -> int:
         except PacsError as exc:
             print(f"priorsync demo: {exc}", file=sys.stderr)
             return 2
-        from app.ui.application import run_viewer
+        from app.ui.shell.application import run_viewer
 
         return run_viewer(paths, screenshot=args.screenshot, quit_after_s=args.quit_after)
     finally:

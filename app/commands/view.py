@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         except (PacsError, ServerConfigError) as exc:
             print(f"priorsync view: {exc}", file=sys.stderr)
             return 2
-    from app.ui.application import run_viewer
+    from app.ui.shell.application import run_viewer
 
     return run_viewer(paths, screenshot=args.screenshot, quit_after_s=args.quit_after)
 

@@ -1,6 +1,6 @@
 """PACS work in the background: every socket is opened here, in pool threads, never in a widget.
 
-:class:`PacsTasks` runs :mod:`app.pacs` calls as :class:`~app.ui.jobs.Job`\\ s
+:class:`PacsTasks` runs :mod:`app.pacs` calls as :class:`~app.ui.loading.jobs.Job`\\ s
 and hands the caller the job, whose signals (``succeeded``, ``failed``,
 ``progress``, ``cancelled``) arrive in the GUI thread.
 """
@@ -18,7 +18,7 @@ from app.pacs.cache import StudyCache
 from app.pacs.records import StudyQuery, StudyRecord
 from app.pacs.retrieve import FetchResult, fetch_study, find_priors
 from app.pacs.servers import ServerConfig
-from app.ui.jobs import Job
+from app.ui.loading.jobs import Job
 
 __all__ = ["PacsTasks"]
 
