@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("app.commands.train", "train the embedding model and export it to ONNX"),
     "train-sketch": ("app.commands.train_sketch", "train the sketch-query models, export to ONNX"),
     "index": ("app.commands.index", "index a folder of CT series for sketch search"),
+    "pacs": ("app.commands.pacs", "search and fetch studies on a PACS (DIMSE or DICOMweb)"),
     "eval-sketch": (
         "app.commands.eval_sketch",
         "evaluate sketch search on held-out inserted lesions and real tumours",

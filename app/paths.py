@@ -7,13 +7,21 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["cache_dir", "models_dir", "shared_data_dir"]
+__all__ = ["cache_dir", "config_dir", "models_dir", "shared_data_dir"]
 
 
 def cache_dir() -> Path:
     """User cache directory (``PRIORSYNC_CACHE_DIR`` overrides, e.g. in tests)."""
     env = os.environ.get("PRIORSYNC_CACHE_DIR")
     path = Path(env) if env else Path(platformdirs.user_cache_dir("priorsync"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def config_dir() -> Path:
+    """User configuration directory (``PRIORSYNC_CONFIG_DIR`` overrides, e.g. in tests)."""
+    env = os.environ.get("PRIORSYNC_CONFIG_DIR")
+    path = Path(env) if env else Path(platformdirs.user_config_dir("priorsync"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

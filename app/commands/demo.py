@@ -12,6 +12,11 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pacs",
+        action="store_true",
+        help="serve the demo patient from a local Orthanc (if installed) and open it from there",
+    )
     add_window_options(parser)
 
 
@@ -20,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"priorsync demo: {problem}", file=sys.stderr)
         return EXIT_INPUT
+    if args.pacs:
+        from app.commands.pacs_demo import run_pacs_demo
+
+        return run_pacs_demo(args)
     from app.ui.shell.application import run_viewer
 
     return run_viewer(demo=True, screenshot=args.screenshot, quit_after_s=args.quit_after)
