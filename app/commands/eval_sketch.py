@@ -13,13 +13,11 @@ Exit codes: 0 success, 2 no usable source volume, 3 a model is missing or corrup
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_OUTPUT
-from app.commands.options import add_model_arguments, load_sketch_stack
-from app.io.safe_write import WriteError, safe_write
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK
+from app.commands.options import add_model_arguments, load_sketch_stack, write_json_results
 
 __all__ = ["add_arguments", "run"]
 
@@ -78,10 +76,5 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     print(format_sketch_report(report))
     if args.json is not None:
-        try:
-            safe_write(args.json, json.dumps(report.to_dict(), indent=1).encode(), overwrite=True)
-        except WriteError as exc:
-            _error(str(exc))
-            return EXIT_OUTPUT
-        print(f"results written to {args.json}")
+        return write_json_results(args.json, report.to_dict(), "eval-sketch")
     return EXIT_OK

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -109,3 +110,32 @@ def open_index_cache(no_cache: bool) -> IndexCache | Literal[False]:
     except OSError as exc:
         log.warning("index cache unavailable (%s); continuing without it", exc)
         return False
+
+
+def write_json_results(path: Path, results: dict[str, object], command: str) -> int:
+    """Write a command's ``--json`` results atomically; the exit status to return.
+
+    Parameters
+    ----------
+    path
+        The ``--json`` file (replaced when it exists, never left half-written).
+    results
+        JSON-serialisable results.
+    command
+        The command's name, for the error message (``"eval"``).
+
+    Returns
+    -------
+    int
+        ``EXIT_OK``, or ``EXIT_OUTPUT`` after a one-line error when it cannot be written.
+    """
+    from app.commands.exit_codes import EXIT_OK, EXIT_OUTPUT
+    from app.io.safe_write import WriteError, safe_write
+
+    try:
+        safe_write(path, json.dumps(results, indent=1).encode(), overwrite=True)
+    except WriteError as exc:
+        print(f"priorsync {command}: error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT
+    print(f"results written to {path}")
+    return EXIT_OK
