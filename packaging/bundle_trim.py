@@ -46,20 +46,8 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule(
-        "requests and its dependencies",
-        "only pydicom.data.download imports them (optionally) to fetch pydicom's own test "
-        "files; PriorSync never calls it",
-        modules=("requests", "urllib3", "cryptography", "certifi", "charset_normalizer", "tqdm"),
-        files=(
-            "cryptography/*",
-            "cryptography-*.dist-info/*",
-            "certifi/*",
-            "charset_normalizer/*",
-            "tqdm-*.dist-info/*",
-            "_cffi_backend.*",
-        ),
-    ),
+    # requests, urllib3, certifi and cryptography stay: the PACS client (DICOMweb over
+    # requests, TLS with a CA file, keyring back-ends) needs them.
     Rule(
         "Qt translations",
         "PriorSync installs no QTranslator: its interface is English only",

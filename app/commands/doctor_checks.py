@@ -31,6 +31,7 @@ __all__ = [
     "onnxruntime_findings",
     "package_findings",
     "pacs_findings",
+    "pacs_server_findings",
     "python_findings",
     "qt_findings",
 ]
@@ -137,6 +138,10 @@ PACKAGES: tuple[_Package, ...] = (
     _Package("platformdirs>=4", "platformdirs"),
     _Package("psutil>=5.9", "psutil"),
     _Package("onnx>=1.16", "onnx"),
+    _Package("pynetdicom>=3.0", "pynetdicom"),
+    _Package("dicomweb-client>=0.60", "dicomweb_client"),
+    _Package("keyring>=25", "keyring"),
+    _Package("requests>=2.31", "requests"),
     _Package("torch==2.13.0", "torch", needed=False, purpose="train extra"),
     _Package("captum>=0.7", "captum", needed=False, purpose="train extra"),
     _Package("pyinstaller>=6.10", "PyInstaller", needed=False, purpose="package extra"),
@@ -559,4 +564,49 @@ def pacs_findings() -> list[Finding]:
         return [Finding("PACS", "no PACS support installed", needed=False)]
     except Exception as exc:  # a broken optional package is a finding, not a crash
         return [Finding("PACS", f"PACS support does not load ({exc})", ok=False, needed=False)]
-    return [Finding("PACS", "installed (no server check registered in the doctor)", needed=False)]
+    return pacs_server_findings()
+
+
+def pacs_server_findings() -> list[Finding]:
+    """Each configured PACS server: does it answer an echo (C-ECHO or a QIDO-RS request)?
+
+    Servers are optional, so an unreachable one is reported but never makes the
+    doctor fail. Patient data is never asked for: an echo carries none.
+    """
+    from app.pacs.backend import open_backend
+    from app.pacs.errors import PacsError
+    from app.pacs.servers import ServerConfigError, ServerStore
+
+    try:
+        servers = ServerStore().load()
+    except (OSError, ServerConfigError) as exc:
+        return [Finding("PACS servers", f"settings unreadable ({exc})", ok=False, needed=False)]
+    if not servers:
+        return [
+            Finding(
+                "PACS servers",
+                "none configured",
+                needed=False,
+                fix="priorsync pacs add NAME URL (or Preferences in the viewer)",
+            )
+        ]
+    findings = []
+    for server in servers:
+        try:
+            with open_backend(server) as backend:
+                backend.echo()
+        except (PacsError, ServerConfigError, OSError) as exc:
+            findings.append(
+                Finding(
+                    f"PACS {server.name}",
+                    f"not reachable: {str(exc).splitlines()[0]}",
+                    ok=False,
+                    needed=False,
+                    fix=f"priorsync pacs echo {server.name}",
+                )
+            )
+        else:
+            findings.append(
+                Finding(f"PACS {server.name}", f"answers ({server.url()})", needed=False)
+            )
+    return findings

@@ -33,6 +33,7 @@ from app.ui.export.actions import ExportActions
 from app.ui.loading.loader import Loader
 from app.ui.loading.skipped_files import SkippedFilesDock
 from app.ui.loading.volume_cache import VolumeCache
+from app.ui.pacs.hooks import install_pacs
 from app.ui.resources import icon
 from app.ui.saliency.overlay import SaliencyOverlay
 from app.ui.saliency.scheduler import SaliencyScheduler
@@ -164,6 +165,9 @@ class MainWindow(QtWidgets.QMainWindow):
             sketch_toggle,
         )
         self.actions_ = WindowActions(self, self, parts)
+        # File > Open from PACS... and File > PACS servers...: fetched studies come
+        # back through open_paths, the same loading path as local folders.
+        self.pacs_actions = install_pacs(self)
         self.load_status = LoadStatus(
             self.statusBar(),
             self.actions_.cancel_action,
