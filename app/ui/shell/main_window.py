@@ -132,6 +132,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.browser = StudyBrowser(self)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, self.browser)
         self.resizeDocks([self.browser], [280], QtCore.Qt.Orientation.Horizontal)
+        browser_toggle = self.browser.toggleViewAction()
+        browser_toggle.setShortcut(QtGui.QKeySequence("Ctrl+B"))
+        # Once the user shows or hides the browser, the window stops doing it for them.
+        self._browser_choice_made = False
+        browser_toggle.triggered.connect(lambda _on: setattr(self, "_browser_choice_made", True))
         self.skipped_dock = SkippedFilesDock(self)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.skipped_dock)
         self.skipped_dock.hide()
@@ -356,7 +361,18 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.patient_index = index
         self.hanging.hang(self.patients[index])
+        self._make_room()
         self.check_settled()
+
+    def _make_room(self) -> None:
+        # Three dates or more need the width: the docked browser would take a
+        # sixth of it (and push each image under 480 px at 1680 x 1050).
+        docked = self.browser.isVisible() and not self.browser.isFloating()
+        if len(self.slots) >= 3 and docked and not self._browser_choice_made:
+            self.browser.hide()
+            self.status(
+                "Study browser hidden to give the images room: View ▸ Study browser (Ctrl+B)"
+            )
 
     def show_series(self, ref: SeriesRef) -> None:
         """Show ``ref`` in its study's viewport (hanging its patient first if needed)."""
