@@ -319,3 +319,33 @@ def test_a_series_that_cannot_be_matched_says_so_and_the_others_still_sync(
         assert states[2].slice_index == before and states[2].match is None
     finally:
         win.shutdown()
+
+
+def test_candidate_rows_are_clickable_and_n_never_moves_the_driver(synced, qtbot):
+    from PySide6 import QtTest
+
+    states = synced.viewport_states()
+    show_slice_unsynced(synced, states[0], 60)
+    click(synced.views[0])  # the current drives, and was the last clicked
+    target = synced.views[1]
+    offered = target.candidates()
+    assert len(offered) >= 2
+    rows = target.candidates_label.text().splitlines()
+    assert "mm" in rows[2] and f"{offered[1][1]:.2f}" in rows[2]
+    driver_slice, other_slice = states[0].slice_index, states[2].slice_index
+    label = target.candidates_label
+    line = label.fontMetrics().lineSpacing()
+    y = label.contentsMargins().top() + 2 * line + line // 2  # the second candidate's row
+    QtTest.QTest.mouseClick(label, Qt.MouseButton.LeftButton, pos=QtCore.QPoint(12, y))
+    assert states[1].slice_index == offered[1][0]
+    assert (states[0].slice_index, states[2].slice_index) == (driver_slice, other_slice)
+    assert synced.slice_mapper.last_source is states[0]  # the row click did not drive
+    # N from the window: never on the driving date, even right after clicking it.
+    click(synced.views[0])
+    commands = synced.viewport_commands
+    assert commands.target() is not synced.views[0]
+    before = states[0].slice_index
+    moved = commands.target()
+    commands.next_action.trigger()
+    assert states[0].slice_index == before
+    assert moved.state.slice_index == moved.candidates()[1][0]
