@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.planes import Plane
 from app.core.state import Channel, SyncGroup
-from app.ml.saliency import COLORMAPS
+from app.ml.saliency import COLORMAPS, colormap_rgb
 from app.ml.sync_service import AnatomicalSliceMapper
 from app.ui.resources import icon
 from app.ui.saliency.overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
@@ -181,7 +181,7 @@ class SaliencyScheduler(QtCore.QObject):
                 )
                 if partner is not None:
                     caption = f"saliency vs {partner.volume.info.display_date()}"
-            view.set_overlay(rgb, key, caption)
+            view.set_overlay(rgb, key, caption, colormap_rgb(self.colormap_combo.currentData()))
 
     def _on_unavailable(self, message: str) -> None:
         self.action.setChecked(False)

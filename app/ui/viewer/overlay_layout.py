@@ -39,6 +39,7 @@ def place_overlays(
     sync_label: QtWidgets.QLabel,
     candidates: QtWidgets.QLabel,
     letters: dict[str, QtWidgets.QLabel],
+    legend: QtWidgets.QLabel | None = None,
 ) -> None:
     """Place every overlay label inside a ``w`` x ``h`` image area."""
     m = MARGIN
@@ -85,11 +86,20 @@ def place_overlays(
         banner.move((w - banner.width()) // 2, row2)
         row2 = banner.geometry().bottom() + _GAP
 
+    # The saliency colour key: at the right under the top row, if it fits there.
+    if legend is not None and _visible(legend):
+        legend.adjustSize()
+        legend.move(w - legend.width() - m, row2)
+        if legend.x() < m or not _clear(legend, [banner, top, zoom_label, right]):
+            legend.hide()  # the caption still says "saliency"; the key needs more room
+
     # Candidates at the left, right of the "R" letter when they would cover it.
     candidates.move(m, row2)
     if not _clear(candidates, [left]):
         candidates.move(left.geometry().right() + _GAP, row2)
     blockers = [window_label, bottom, slice_label, right]
+    if legend is not None:
+        blockers.append(legend)
     if _visible(candidates) and not _clear(candidates, blockers):
         column = QtCore.QRect(candidates.x(), row2, candidates.width(), h)
         below = [o.y() for o in blockers if _visible(o) and o.geometry().intersects(column)]

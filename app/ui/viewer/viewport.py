@@ -207,6 +207,10 @@ class ViewportView(QtWidgets.QFrame):
         self.banner.hide()
         self.sync_label = overlay_label(host, "syncStatus")
         self.sync_label.hide()
+        # What the saliency colours mean (shown with an overlay).
+        self.legend_label = overlay_label(host, "saliencyLegend")
+        self.legend_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.legend_label.hide()
         self.candidates_label = CandidateList(host)
         self.candidates_label.picked.connect(self.show_candidate)
         self.candidates_label.hide()
@@ -286,11 +290,18 @@ class ViewportView(QtWidgets.QFrame):
             self._paint_slice_text()
             self._paint_crosshair()
 
-    def set_overlay(self, rgb: np.ndarray | None, key: object = None, caption: str = "") -> None:
+    def set_overlay(
+        self,
+        rgb: np.ndarray | None,
+        key: object = None,
+        caption: str = "",
+        legend: np.ndarray | None = None,
+    ) -> None:
         """Paint ``rgb`` (the slice blended with a colour map) instead of the grey axial slice.
 
         ``key`` records what the overlay was computed for (the window compares
         it with what the viewport shows); ``None`` goes back to the grey slice.
+        ``legend`` (``(n, 3)`` RGB, low to high) is shown as the colour key.
         Any change of slice, window or plane drops the overlay, so it can never
         sit on another image than the one it was computed for.
         """
@@ -301,8 +312,23 @@ class ViewportView(QtWidgets.QFrame):
         self.overlay = None if rgb is None else np.ascontiguousarray(rgb)
         self.overlay_key = None if rgb is None else key
         self.overlay_caption = caption if rgb is not None else ""
+        self._show_legend(legend if rgb is not None else None)
         self._set_image()
         self._paint_slice_text()
+
+    def _show_legend(self, colours: np.ndarray | None) -> None:
+        if colours is None:
+            self.legend_label.hide()
+            return
+        swatches = "".join(
+            f"<span style='background:#{r:02x}{g:02x}{b:02x}'>&nbsp;&nbsp;</span>"
+            for r, g, b in np.asarray(colours, dtype=np.uint8)[:: max(1, len(colours) // 8)][:8]
+        )
+        self.legend_label.setText(f"match evidence: low {swatches} high")
+        self.legend_label.setToolTip(
+            "Saliency: where the model sees what makes these two slices the same level"
+        )
+        self.legend_label.show()
 
     def _set_image(self) -> None:
         image = self.overlay if self.overlay is not None else self.windowed_image()
@@ -340,6 +366,7 @@ class ViewportView(QtWidgets.QFrame):
         self.overlay = None
         self.overlay_key = None
         self.overlay_caption = ""
+        self.legend_label.hide()
         if new_image or self.plane is Plane.AXIAL or self.image_item.image is None:
             self._set_image()
         self._set_image_rect()
@@ -480,6 +507,7 @@ class ViewportView(QtWidgets.QFrame):
             self.sync_label,
             self.candidates_label,
             self.orientation_labels,
+            self.legend_label,
         )
 
     # -- screen -> state -------------------------------------------------------------
