@@ -156,8 +156,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.sketch_dock)
         # A window of its own (it can be docked by the user): docked by default it
         # took a third of the screen from the viewports.
-        self.sketch_dock.setFloating(True)
+        # Hidden first: floating a shown dock would show it (and load the models) at start.
         self.sketch_dock.hide()
+        self.sketch_dock.setFloating(True)
         self.settled.connect(self.sketch_dock.on_window_settled)
         sketch_toggle = self.sketch_dock.toggleViewAction()
         sketch_toggle.setText("S&ketch query")
