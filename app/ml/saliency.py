@@ -32,7 +32,7 @@ derived from the convolutions' strides and paddings, so the overlay is not
 shifted by half a cell, as the usual "resize the map to the image" would do.
 
 The map is then carried back onto the original slice's pixel grid by
-inverting the affine that :func:`app.ml.preprocess.prepare_slices` used, and
+inverting the affine that :func:`app.ml.runtime.preprocess.prepare_slices` used, and
 :func:`blend_overlay` colours it over the windowed slice.
 """
 
@@ -50,14 +50,14 @@ import onnx
 from onnx import numpy_helper
 
 from app.core.volume import Geometry, Volume
-from app.ml.preprocess import (
+from app.ml.runtime.preprocess import (
     BODY_THRESHOLD_HU,
     InputSpec,
     body_centroids,
     input_to_shrunk_affine,
     shrunk_shape,
 )
-from app.ml.runtime import EmbeddingModel, ModelError
+from app.ml.runtime.model import EmbeddingModel, ModelError
 
 __all__ = [
     "COLORMAPS",
@@ -516,7 +516,7 @@ def upsample_to_input(cam: np.ndarray, grid: FeatureGrid, size: int) -> np.ndarr
 def input_to_slice_affine(volume: Volume, index: int, spec: InputSpec) -> np.ndarray:
     """The affine from model-input pixels to the original slice's pixels.
 
-    Mirrors :func:`app.ml.preprocess.prepare_slices`: an area shrink to about
+    Mirrors :func:`app.ml.runtime.preprocess.prepare_slices`: an area shrink to about
     ``spec.pixel_mm``, then an affine placing the body centroid at the input
     centre. Pixel centres are at integer coordinates.
 
@@ -744,7 +744,7 @@ class PairMaps(NamedTuple):
 
 
 class SimilaritySaliency:
-    """Similarity Grad-CAM for an :class:`~app.ml.runtime.EmbeddingModel`.
+    """Similarity Grad-CAM for an :class:`~app.ml.runtime.model.EmbeddingModel`.
 
     Reads the model's head weights and feature-cell geometry once, and checks
     that they reproduce the model's embeddings.

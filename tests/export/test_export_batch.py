@@ -14,8 +14,8 @@ from app.core.volume import Volume
 from app.export.batch import BatchExportError, export_matched_pairs
 from app.export.errors import ExportError
 from app.export.render import GAP
-from app.ml.align import Alignment
-from app.ml.match import MatchResult, SliceMatch
+from app.ml.anatomy.align import Alignment
+from app.ml.anatomy.match import MatchResult, SliceMatch
 
 WINDOW = PRESETS["lung"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.ml.saliency import COLORMAPS, colormap_rgb, readable_map
+from app.ml.saliency.gradcam import COLORMAPS, colormap_rgb, readable_map
 
 
 def body_slice(size: int = 128) -> np.ndarray:

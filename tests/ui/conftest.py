@@ -95,8 +95,8 @@ def synced(qtbot, patient, patient_index_dir):
     """The simulated patient hung in the real window, indexed and synced."""
     from sync_helpers import open_patient
 
-    from app.ml.index import IndexCache
-    from app.ml.sync_service import SyncEngine
+    from app.ml.anatomy.index import IndexCache
+    from app.ml.anatomy.sync_service import SyncEngine
 
     win = open_patient(qtbot, patient, SyncEngine(cache=IndexCache(patient_index_dir)))
     yield win

@@ -1,7 +1,7 @@
 """Similarity saliency over synced viewports, computed off the GUI thread, newest request wins.
 
 When slice sync has moved a target to its match, the model's similarity
-Grad-CAM (:mod:`app.ml.saliency`) shows which regions of the two slices drive
+Grad-CAM (:mod:`app.ml.saliency.gradcam`) shows which regions of the two slices drive
 the match. Each synced target shows the map of its matched slice; the driver
 shows its own map for the pair with the first synced target (left-most).
 
@@ -29,7 +29,7 @@ from PySide6 import QtCore
 
 from app.core.imaging import Window, window_to_uint8
 from app.core.volume import Volume
-from app.ml.saliency import (
+from app.ml.saliency.gradcam import (
     COLORMAPS,
     SimilaritySaliency,
     SliceFeatures,
@@ -37,7 +37,7 @@ from app.ml.saliency import (
     readable_map,
     to_slice_grid,
 )
-from app.ml.sync_service import SyncEngine
+from app.ml.anatomy.sync_service import SyncEngine
 from app.ui.loading.jobs import Job
 
 __all__ = ["OverlayKey", "OverlayRequest", "SaliencyOverlay", "DEFAULT_COLORMAP"]

@@ -12,8 +12,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.planes import Plane
 from app.core.state import Channel, SyncGroup
-from app.ml.saliency import COLORMAPS, colormap_rgb
-from app.ml.sync_service import AnatomicalSliceMapper
+from app.ml.saliency.gradcam import COLORMAPS, colormap_rgb
+from app.ml.anatomy.sync_service import AnatomicalSliceMapper
 from app.ui.resources import icon
 from app.ui.saliency.overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
 from app.ui.settings.preferences import Preferences

@@ -27,7 +27,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.core.state import Channel, SyncGroup, ViewportState
 from app.io.catalog import PatientGroup
 from app.io.records import SeriesRef
-from app.ml.sync_service import AnatomicalSliceMapper, SyncEngine
+from app.ml.anatomy.sync_service import AnatomicalSliceMapper, SyncEngine
 from app.ui.export.actions import ExportActions
 from app.ui.loading.loader import Loader
 from app.ui.loading.skipped_files import SkippedFilesDock

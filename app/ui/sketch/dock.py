@@ -31,7 +31,7 @@ from app.io.sketch_png import (
     load_sketch_png,
     save_sketch_png,
 )
-from app.ml.sketch_search import SketchHit, SliceRef
+from app.ml.sketch.search import SketchHit, SliceRef
 from app.ui.settings.preferences import Preferences
 from app.ui.sketch.canvas import SketchCanvas
 from app.ui.sketch.query import (

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.export.captions import image_number
-from app.ml.sketch_search import SketchHit
+from app.ml.sketch.search import SketchHit
 
 __all__ = ["SketchResults", "caption", "display_date"]
 

@@ -10,7 +10,7 @@ import pytest
 from PySide6 import QtCore, QtGui, QtWidgets
 from sync_helpers import click, show_slice_unsynced
 
-from app.ml.runtime import default_model_path
+from app.ml.runtime.model import default_model_path
 from app.ui.export.dialogs import BatchChoices, BatchExportDialog, PairChoices, PairExportDialog
 
 Qt = QtCore.Qt

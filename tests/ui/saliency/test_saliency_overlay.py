@@ -9,8 +9,8 @@ from PySide6 import QtCore
 from sync_helpers import click, show_slice_unsynced
 
 from app.core.imaging import window_to_uint8
-from app.ml.runtime import default_model_path
-from app.ml.saliency import SimilaritySaliency, blend_overlay, readable_map, to_slice_grid
+from app.ml.runtime.model import default_model_path
+from app.ml.saliency.gradcam import SimilaritySaliency, blend_overlay, readable_map, to_slice_grid
 
 Qt = QtCore.Qt
 

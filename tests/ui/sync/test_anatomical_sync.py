@@ -18,9 +18,9 @@ from sync_helpers import click, open_patient, show_slice_unsynced
 
 from app.core.planes import Plane
 from app.core.state import Channel
-from app.ml.index import IndexCache
-from app.ml.runtime import default_model_path
-from app.ml.sync_service import SyncEngine
+from app.ml.anatomy.index import IndexCache
+from app.ml.runtime.model import default_model_path
+from app.ml.anatomy.sync_service import SyncEngine
 from app.sim.followup import true_correspondence
 from app.ui.loading.loader import Loader
 from app.ui.shell.main_window import MainWindow

@@ -23,7 +23,7 @@ import pytest
 from fakes import FakeBackend, three_dates
 from PySide6 import QtGui
 
-from app.ml.sync_service import SyncEngine
+from app.ml.anatomy.sync_service import SyncEngine
 from app.ui.loading.loader import Loader
 from app.ui.shell.main_window import MainWindow
 from app.ui.viewer.layouts import Layout
