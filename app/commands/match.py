@@ -3,9 +3,13 @@
 Output (``--json``), one entry per current slice in display order::
 
     {"model": "<name> sha256:<hash>",
-     "matches": [{"current_index": k, "current_position": [x, y, z],
-                  "prior_index": j, "prior_position": [x, y, z],
+     "matches": [{"current_index": k, "current_number": n, "current_position": [x, y, z],
+                  "prior_index": j, "prior_number": m, "prior_position": [x, y, z],
                   "score": s, "in_coverage": true}, ...]}
+
+``*_index`` is the 0-based slice index from the feet (display order);
+``*_number`` is the image number the viewer, the table and exports show:
+counted from the head, from 1 (``number = n_slices - index``).
 
 Positions are the slices' LPS positions (mm, first voxel, as
 ``Volume.slice_positions``). A current slice whose level the prior does not
@@ -23,7 +27,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from app.commands.options import (
@@ -32,12 +36,13 @@ from app.commands.options import (
     load_input_volumes,
     open_index_cache,
 )
+from app.export.captions import image_number
 
 if TYPE_CHECKING:  # heavy modules load only when the command runs
     from app.core.volume import Volume
     from app.ml.anatomy.match import MatchResult
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "json_document", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +72,46 @@ def format_table(result: MatchResult, current: Volume, prior: Volume, provider: 
         f"covered: {int(a.in_coverage.sum())}/{len(a.in_coverage)} slices;  "
         f"overlap score {result.overlap:.2f} (0 = chance, 1 = every slice on its best match)",
         "",
+        # Image numbers as the viewer shows them: from the head, from 1.
         f"{'current':>7} {'z (mm)':>9}   {'prior':>5} {'z (mm)':>9} {'score':>6}  note",
     ]
     cz = current.slice_z
     pz = prior.slice_z
     for m in result.matches:
-        if m.in_coverage:
+        if m.in_coverage and m.prior_index is not None:
             j = m.prior_index
             note = "overruled outlier" if a.outlier[m.current_index] else ""
             lines.append(
-                f"{m.current_index:>7} {cz[m.current_index]:>9.1f}   {j:>5} {pz[j]:>9.1f} "
-                f"{m.score:>6.3f}  {note}"
+                f"{image_number(m.current_index, current.n_slices):>7} "
+                f"{cz[m.current_index]:>9.1f}   {image_number(j, prior.n_slices):>5} "
+                f"{pz[j]:>9.1f} {m.score:>6.3f}  {note}"
             )
         else:
             lines.append(
-                f"{m.current_index:>7} {cz[m.current_index]:>9.1f}   {'-':>5} {'-':>9} "
+                f"{image_number(m.current_index, current.n_slices):>7} "
+                f"{cz[m.current_index]:>9.1f}   {'-':>5} {'-':>9} "
                 f"{'-':>6}  not in prior (maps to {a.mapped_z[m.current_index]:.1f} mm)"
             )
     return "\n".join(lines)
+
+
+def json_document(result: MatchResult, current: Volume, prior: Volume) -> dict[str, Any]:
+    """``result.to_dict()`` with each index followed by its 1-based image number."""
+    doc = result.to_dict()
+    numbered = []
+    for m in doc["matches"]:
+        entry: dict[str, Any] = {}
+        for key, value in m.items():
+            entry[key] = value
+            if key == "current_index":
+                entry["current_number"] = image_number(value, current.n_slices)
+            elif key == "prior_index":
+                entry["prior_number"] = (
+                    None if value is None else image_number(value, prior.n_slices)
+                )
+        numbered.append(entry)
+    doc["matches"] = numbered
+    return doc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
 
     if args.json:
-        text = json.dumps(result.to_dict())
+        text = json.dumps(json_document(result, current, prior))
     else:
         text = format_table(result, current, prior, model.provider)
     try:

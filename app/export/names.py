@@ -1,12 +1,13 @@
 """File names for exports: informative, sortable, and free of patient identifiers.
 
-``priorsync_<date>_s<index>_vs_<date>_s<index>.png``: the current study's
-date and slice index, then each prior's. Dates follow the export's date style
+``priorsync_<date>_im<number>_vs_<date>_im<number>.png``: the current study's
+date and image number, then each prior's. Dates follow the export's date style
 (see :mod:`app.export.captions` for why dates are shown at all); names, IDs,
 accession numbers and series descriptions never appear, because file names
 travel further than the files (mail subjects, shared-folder listings, logs).
-Slice indices are 0-based, as ``priorsync match`` reports them, zero-padded so
-a batch sorts in slice order.
+Image numbers are the viewer's (counted from the head, from 1, as ``Im k/N``
+on screen, in captions and in ``priorsync match``), zero-padded so a batch
+sorts in slice order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.core.volume import Volume
-from app.export.captions import DateStyle, date_label
+from app.export.captions import DateStyle, date_label, image_number
 
 __all__ = ["numbered_variant", "suggest_file_name"]
 
@@ -33,8 +34,8 @@ def _date_part(study_date: str, reference: str, style: DateStyle) -> str:
 
 
 def _index_part(index: int, n_slices: int) -> str:
-    digits = max(3, len(str(max(n_slices - 1, 0))))
-    return f"s{index:0{digits}d}"
+    digits = max(3, len(str(max(n_slices, 0))))
+    return f"im{image_number(index, n_slices):0{digits}d}"
 
 
 def suggest_file_name(
@@ -55,7 +56,7 @@ def suggest_file_name(
 
     Examples
     --------
-    ``priorsync_20260314_s040_vs_20250110_s035.png``
+    ``priorsync_20260314_im080_vs_20250110_im056.png``
     """
     if not slices:
         raise ValueError("no slices to name")

@@ -187,7 +187,7 @@ def _caption(
         ("text", desc or "(no series description)"),
         (
             "text",
-            f"Im {image_number(k, n)}/{n} (slice {k})  z {float(vol.slice_z[k]):.1f} mm",
+            f"Im {image_number(k, n)}/{n}  z {float(vol.slice_z[k]):.1f} mm",
         ),
     ]
     status, warn = _match_line(panel)

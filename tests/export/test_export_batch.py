@@ -76,7 +76,9 @@ def test_exports_covered_pairs_with_the_right_slices(pair, tmp_path) -> None:
     assert out.uncovered == [0, 1]  # the prior starts at current slice 2
     assert not out.cancelled
     assert [p.name for p in out.written] == [
-        f"priorsync_20260314_s{k:03d}_vs_20250110_s{k - 2:03d}.png" for k in range(2, 6)
+        # Image numbers (from the head, from 1): current has 10 slices, the prior 8.
+        f"priorsync_20260314_im{10 - k:03d}_vs_20250110_im{8 - (k - 2):03d}.png"
+        for k in range(2, 6)
     ]
     for k, path in zip(range(2, 6), out.written, strict=True):
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -93,7 +95,7 @@ def test_uncovered_slices_on_request(pair, tmp_path) -> None:
     )
     assert out.uncovered == []
     # The prior's nearest slice (0) is shown, flagged in the caption.
-    assert out.written[0].name == "priorsync_20260314_s000_vs_20250110_s000.png"
+    assert out.written[0].name == "priorsync_20260314_im010_vs_20250110_im008.png"
 
 
 def test_cancel_keeps_whole_files_only(pair, tmp_path) -> None:
@@ -122,8 +124,8 @@ def test_second_batch_does_not_overwrite_the_first(pair, tmp_path) -> None:
         current, prior, result, tmp_path, window=PRESETS["bone"], slices=[3, 4]
     )
     assert [p.name for p in second.written] == [
-        "priorsync_20260314_s003_vs_20250110_s001_2.png",
-        "priorsync_20260314_s004_vs_20250110_s002_2.png",
+        "priorsync_20260314_im007_vs_20250110_im007_2.png",
+        "priorsync_20260314_im006_vs_20250110_im006_2.png",
     ]
     assert all(p.read_bytes() == data for p, data in stamps.items())
 

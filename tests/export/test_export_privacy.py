@@ -118,14 +118,14 @@ def test_file_names_carry_no_identifiers(ct_factory, identifiers) -> None:
     current = ct_factory(shape=(120, 8, 8))
     prior = ct_factory(shape=(90, 8, 8), study_date="20250110")
     name = suggest_file_name([(current, 40), (prior, 7)])
-    assert name == "priorsync_20260314_s040_vs_20250110_s007.png"
+    assert name == "priorsync_20260314_im080_vs_20250110_im083.png"  # image numbers
     for needle in needles(identifiers):
         assert needle.lower() not in name.lower()
     assert suggest_file_name([(current, 40), (prior, 7)], date_style="relative") == (
-        "priorsync_current_s040_vs_d-428_s007.png"
+        "priorsync_current_im080_vs_d-428_im083.png"
     )
     big = ct_factory(shape=(1200, 4, 4), study_date="")
-    assert suggest_file_name([(big, 5)], ".png") == "priorsync_undated_s0005.png"
+    assert suggest_file_name([(big, 5)], ".png") == "priorsync_undated_im1195.png"
 
 
 def test_relative_dates_leave_no_date_in_the_file(ct_factory) -> None:

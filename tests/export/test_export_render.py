@@ -110,7 +110,7 @@ def test_caption_content(ct_factory) -> None:
     assert cur[0] == "CURRENT  2026-03-14"
     assert cur[1] == "CHEST 5mm"
     z = current.slice_z[9]
-    assert cur[2] == f"Im 7/16 (slice 9)  z {z:.1f} mm"  # the viewer's "Im" numbering
+    assert cur[2] == f"Im 7/16  z {z:.1f} mm"  # the viewer's "Im" numbering, nothing else
     assert cur[3] == "current: reference slice"
     assert cur[4] == "W 1500 L -600   pixel 4.00 mm   R on the left"
     assert pri[0] == "PRIOR  2025-01-10"

@@ -69,7 +69,8 @@ def window(qtbot, backend):
 @pytest.fixture
 def hung(window, qtbot, backend):
     """The window after opening the three fake studies."""
-    with qtbot.waitSignal(window.settled, timeout=5000):
+    # Generous: indexing runs the real model, and CI machines may be shared.
+    with qtbot.waitSignal(window.settled, timeout=30000):
         window.open_paths(list(backend.files))
     qtbot.waitUntil(lambda: len(window.views) == 3, timeout=5000)
     return window

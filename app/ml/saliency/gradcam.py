@@ -70,6 +70,8 @@ __all__ = [
     "normalise_map",
     "read_head",
     "similarity_gradcam",
+    "colormap_rgb",
+    "readable_map",
     "to_slice_grid",
     "upsample_to_input",
 ]
@@ -562,11 +564,57 @@ def to_slice_grid(map01: np.ndarray, volume: Volume, index: int, spec: InputSpec
     )
 
 
+def readable_map(
+    map_on_slice: np.ndarray, hu_slice: np.ndarray, cell_mm: float, pixel_mm: float
+) -> np.ndarray:
+    """A slice-grid map as a reader should see it: smooth, and only inside the body.
+
+    The model's map has one value per feature cell (tens of millimetres), so
+    even bilinear upsampling leaves square blotches; a Gaussian of half a
+    cell smooths them away. Outside the body (air, the table) no anatomy can
+    drive a match, so the map is cut to the body outline, with a soft edge,
+    and scaled back so its strongest point inside the body is 1.
+
+    Parameters
+    ----------
+    map_on_slice
+        ``(rows, cols)`` map in [0, 1] on the slice pixels (:func:`to_slice_grid`).
+    hu_slice
+        The slice in HU (same shape): where the body is.
+    cell_mm
+        Size of one feature cell in mm (the map's own resolution).
+    pixel_mm
+        In-plane pixel size of the slice in mm.
+    """
+    m = np.ascontiguousarray(map_on_slice, dtype=np.float32)
+    if m.shape != np.shape(hu_slice):
+        raise ValueError(f"map shape {m.shape} differs from the slice shape {np.shape(hu_slice)}")
+    sigma = max(0.5, 0.5 * float(cell_mm) / max(float(pixel_mm), 1e-6))
+    m = np.asarray(
+        cv2.GaussianBlur(m, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE),
+        dtype=np.float32,
+    )
+    body = body_mask(np.asarray(hu_slice)).astype(np.float32)
+    # A soft edge of about 3 mm, so the colour fades at the skin instead of stopping.
+    edge = max(0.5, 3.0 / max(float(pixel_mm), 1e-6))
+    body = cv2.GaussianBlur(body, (0, 0), sigmaX=edge, sigmaY=edge) * body
+    m *= body
+    return normalise_map(m)
+
+
 @functools.cache
 def _rgb_lut(name: str) -> np.ndarray:
     """OpenCV colormap ``name`` as a 256 x 1 RGB lookup table (OpenCV's own are BGR)."""
     ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
     return np.ascontiguousarray(cv2.applyColorMap(ramp, COLORMAPS[name])[:, :, ::-1])
+
+
+def colormap_rgb(name: str, n: int = 256) -> np.ndarray:
+    """``n`` RGB colours of colour map ``name`` from low (0) to high (1): for a legend."""
+    if name not in COLORMAPS:
+        raise ValueError(f"unknown colormap {name!r}; choose one of {', '.join(COLORMAPS)}")
+    idx = np.linspace(0, 255, max(1, int(n))).round().astype(int)
+    return _rgb_lut(name)[idx, 0].copy()
 
 
 def blend_overlay(

@@ -35,6 +35,7 @@ from app.ml.saliency.gradcam import (
     SimilaritySaliency,
     SliceFeatures,
     blend_overlay,
+    readable_map,
     to_slice_grid,
 )
 from app.ui.loading.jobs import Job
@@ -268,9 +269,15 @@ class SaliencyOverlay(QtCore.QObject):
 
     def _overlay(self, s: _Slice, map_input: np.ndarray, request: OverlayRequest) -> np.ndarray:
         assert self._saliency is not None
-        on_slice = to_slice_grid(map_input, s.volume, s.index, self._saliency.spec)
-        grey = window_to_uint8(s.volume.slice(s.index), s.window)
-        return blend_overlay(grey, on_slice, request.colormap, request.opacity)
+        spec = self._saliency.spec
+        on_slice = to_slice_grid(map_input, s.volume, s.index, spec)
+        hu = s.volume.slice(s.index)
+        # One feature cell spans the grid's jump (input pixels) of spec.pixel_mm each.
+        cell_mm = float(max(self._saliency.grid.jump)) * spec.pixel_mm
+        pixel_mm = float(min(s.volume.geometry.spacing[:2]))
+        readable = readable_map(on_slice, hu, cell_mm, pixel_mm)
+        grey = window_to_uint8(hu, s.window)
+        return blend_overlay(grey, readable, request.colormap, request.opacity)
 
     def _compute(self, request: OverlayRequest) -> list[np.ndarray]:
         assert self._saliency is not None

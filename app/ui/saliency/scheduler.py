@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.core.planes import Plane
 from app.core.state import Channel, SyncGroup
 from app.ml.anatomy.sync_service import AnatomicalSliceMapper
-from app.ml.saliency.gradcam import COLORMAPS
+from app.ml.saliency.gradcam import COLORMAPS, colormap_rgb
 from app.ui.resources import icon
 from app.ui.saliency.overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
 from app.ui.settings.preferences import Preferences
-from app.ui.viewer.scout_view import shows_outside_level
+from app.ui.viewer.coverage import shows_outside_level
 from app.ui.viewer.seams import StatusSink, ViewportSet
 from app.ui.viewer.viewport import ViewportView
 
@@ -114,7 +115,12 @@ class SaliencyScheduler(QtCore.QObject):
         """
         if not self.action.isChecked() or not self.sync.enabled[Channel.SLICE]:
             return None
-        views = [self.viewports.views[i] for i in sorted(self.viewports.views)]
+        # Saliency is computed on axial slices: coronal and sagittal views take no part.
+        views = [
+            self.viewports.views[i]
+            for i in sorted(self.viewports.views)
+            if self.viewports.views[i].plane is Plane.AXIAL
+        ]
         driver = self.mapper.last_source
         driver_view = next((v for v in views if v.state is driver), None)
         if driver is None or driver_view is None:
@@ -175,7 +181,7 @@ class SaliencyScheduler(QtCore.QObject):
                 )
                 if partner is not None:
                     caption = f"saliency vs {partner.volume.info.display_date()}"
-            view.set_overlay(rgb, key, caption)
+            view.set_overlay(rgb, key, caption, colormap_rgb(self.colormap_combo.currentData()))
 
     def _on_unavailable(self, message: str) -> None:
         self.action.setChecked(False)

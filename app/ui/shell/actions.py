@@ -20,6 +20,7 @@ from app.ui.shell.opening import OpenCommands
 from app.ui.sync.wiring import SyncWiring
 from app.ui.viewer.layouts import Layout
 from app.ui.viewer.presets import PresetControls
+from app.ui.viewer.viewport_menu import ViewportCommands
 
 __all__ = ["MenuParts", "WindowActions", "WindowCommands"]
 
@@ -49,6 +50,7 @@ class MenuParts:
     presets: PresetControls
     wiring: SyncWiring
     saliency: SaliencyScheduler
+    viewport_commands: ViewportCommands
     docks: list[QtWidgets.QDockWidget]
     sketch_toggle: QtGui.QAction
 
@@ -129,6 +131,10 @@ class WindowActions:
         for action, _ in parts.wiring.link_actions():
             view_menu.addAction(action)
         view_menu.addAction(parts.saliency.action)
+        commands_ = parts.viewport_commands
+        view_menu.addAction(commands_.crosshair_action)
+        view_menu.addAction(commands_.next_action)
+        view_menu.addAction(commands_.previous_action)
         view_menu.addSeparator()
         for dock in parts.docks:
             view_menu.addAction(dock.toggleViewAction())
@@ -167,3 +173,13 @@ class WindowActions:
         toolbar.addSeparator()
         toolbar.addAction(self.cancel_action)
         self.toolbar = toolbar
+        presets_menu = QtWidgets.QMenu("Window presets", window)
+        for action in parts.presets.preset_actions.values():
+            presets_menu.addAction(action)
+        # Every viewport's context menu: presets, sync, saliency, export (after its plane).
+        commands_.menu_groups = [
+            [presets_menu, self.reset_action],
+            [action for action, _ in parts.wiring.link_actions()],
+            [parts.saliency.action],
+            [self.export_action, self.batch_export_action],
+        ]

@@ -13,7 +13,6 @@ from app.ui.loading.loader import Loader, ScanOutcome
 from app.ui.loading.volume_cache import VolumeCache
 from app.ui.shell.status_bar import LoadStatus
 from app.ui.viewer.hanging_controller import HangingController
-from app.ui.viewer.side_views import SideViews
 from app.ui.viewer.study_browser import StudyBrowser
 
 __all__ = ["LoadEvents", "LoadHost"]
@@ -48,7 +47,6 @@ class LoadEvents(QtCore.QObject):
         loader: Loader,
         hanging: HangingController,
         volumes: VolumeCache,
-        side_views: SideViews,
         browser: StudyBrowser,
         load_status: LoadStatus,
         parent: QtCore.QObject,
@@ -58,7 +56,6 @@ class LoadEvents(QtCore.QObject):
         self.loader = loader
         self.hanging = hanging
         self.volumes = volumes
-        self.side_views = side_views
         self.browser = browser
         self.load_status = load_status
         loader.busy.connect(self._on_busy)
@@ -93,7 +90,6 @@ class LoadEvents(QtCore.QObject):
     def _on_volume_loaded(self, key: str, volume: Volume, thumb: object) -> None:
         self.browser.set_thumbnail(key, thumb)
         self.hanging.on_volume_loaded(key, volume)
-        self.side_views.keep_only(set(self.volumes))
         self.host.check_settled()
 
     def _on_failed(self, what: str, message: str) -> None:

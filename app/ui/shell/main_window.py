@@ -8,7 +8,6 @@ assembled from parts with one job each, which talk through the typed seams of
 
 - :class:`~app.ui.viewer.hanging_controller.HangingController`: slots, viewports, layout;
 - :class:`~app.ui.loading.volume_cache.VolumeCache`: volumes by series key;
-- :class:`~app.ui.viewer.side_views.SideViews`: the reformats beside each viewport;
 - :class:`~app.ui.sync.wiring.SyncWiring`: link toggles, driving clicks, sync status;
 - :class:`~app.ui.saliency.scheduler.SaliencyScheduler`: when the overlay is computed;
 - :class:`~app.ui.viewer.presets.PresetControls`: window presets;
@@ -52,9 +51,9 @@ from app.ui.viewer.hanging import StudySlot
 from app.ui.viewer.hanging_controller import HangingController
 from app.ui.viewer.layouts import Layout
 from app.ui.viewer.presets import PresetControls
-from app.ui.viewer.side_views import SideViews
 from app.ui.viewer.study_browser import StudyBrowser
 from app.ui.viewer.viewport import ViewportView
+from app.ui.viewer.viewport_menu import ViewportCommands
 
 __all__ = ["MainWindow"]
 
@@ -111,7 +110,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.volumes = VolumeCache()
         self.hanging = HangingController(self.loader, self.volumes, self.sync, self)
         self.setCentralWidget(self.hanging.area)
-        self.side_views = SideViews(self.hanging, self)
         self.wiring = SyncWiring(
             self.sync, self.anatomy, self.slice_mapper, self.hanging, self.preferences, self, self
         )
@@ -126,12 +124,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self,
         )
         self.presets = PresetControls(self.hanging, self.preferences, self)
+        self.viewport_commands = ViewportCommands(
+            self.hanging, lambda: self.slice_mapper.last_source, self
+        )
         self.exports = ExportActions(self, self)
         self.opening = OpenCommands(self, self.preferences, self)
 
         self.browser = StudyBrowser(self)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, self.browser)
         self.resizeDocks([self.browser], [280], QtCore.Qt.Orientation.Horizontal)
+        browser_toggle = self.browser.toggleViewAction()
+        browser_toggle.setShortcut(QtGui.QKeySequence("Ctrl+B"))
+        # Once the user shows or hides the browser, the window stops doing it for them.
+        self._browser_choice_made = False
+        browser_toggle.triggered.connect(lambda _on: setattr(self, "_browser_choice_made", True))
         self.skipped_dock = SkippedFilesDock(self)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.skipped_dock)
         self.skipped_dock.hide()
@@ -149,7 +155,11 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         self.sketch_dock = SketchDock(self.sketch_query, link, self.preferences, self)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.sketch_dock)
+        # A window of its own (it can be docked by the user): docked by default it
+        # took a third of the screen from the viewports.
+        # Hidden first: floating a shown dock would show it (and load the models) at start.
         self.sketch_dock.hide()
+        self.sketch_dock.setFloating(True)
         self.settled.connect(self.sketch_dock.on_window_settled)
         sketch_toggle = self.sketch_dock.toggleViewAction()
         sketch_toggle.setText("S&ketch query")
@@ -161,6 +171,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.presets,
             self.wiring,
             self.saliency_view,
+            self.viewport_commands,
             [self.browser, self.skipped_dock],
             sketch_toggle,
         )
@@ -208,19 +219,37 @@ class MainWindow(QtWidgets.QMainWindow):
             self.loader,
             self.hanging,
             self.volumes,
-            self.side_views,
             self.browser,
             self.load_status,
             self,
         )
         self.anatomy.idle_changed.connect(lambda idle: idle and self.check_settled())
-        self.side_views.finished.connect(self.check_settled)
         self.wiring.driven.connect(self.saliency_view.schedule)
         self.sync.toggled.connect(self._on_sync_toggled)
         self.hanging.view_added.connect(self._on_view_added)
         self.hanging.view_removed.connect(self._on_view_removed)
         self.hanging.active_changed.connect(self._on_active_changed)
         self.hanging.shown_changed.connect(self._update_browser_marks)
+        app = QtWidgets.QApplication.instance()
+        if isinstance(app, QtGui.QGuiApplication):
+            app.focusWindowChanged.connect(self._on_focus_window)
+
+    def _on_focus_window(self, window: QtGui.QWindow | None) -> None:
+        # Back from a dialog or a message box: keys go to the active viewport again,
+        # unless the user is typing or choosing in a dock.
+        if window is None or window is not self.windowHandle():
+            return
+        QtCore.QTimer.singleShot(0, self.focus_active_view)
+
+    def focus_active_view(self) -> None:
+        """Give the keyboard to the active viewport unless a dock or another control has it."""
+        view = self.active_view
+        focus = QtWidgets.QApplication.focusWidget()
+        in_dock = focus is not None and any(
+            dock.isAncestorOf(focus) for dock in (self.browser, self.skipped_dock, self.sketch_dock)
+        )
+        if view is not None and not in_dock and focus is not view:
+            view.setFocus(QtCore.Qt.FocusReason.OtherFocusReason)
 
     # -- ViewportSet and StatusSink (the seams the parts see) -----------------------------
     @property
@@ -337,7 +366,18 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.patient_index = index
         self.hanging.hang(self.patients[index])
+        self._make_room()
         self.check_settled()
+
+    def _make_room(self) -> None:
+        # Three dates or more need the width: the docked browser would take a
+        # sixth of it (and push each image under 480 px at 1680 x 1050).
+        docked = self.browser.isVisible() and not self.browser.isFloating()
+        if len(self.slots) >= 3 and docked and not self._browser_choice_made:
+            self.browser.hide()
+            self.status(
+                "Study browser hidden to give the images room: View ▸ Study browser (Ctrl+B)"
+            )
 
     def show_series(self, ref: SeriesRef) -> None:
         """Show ``ref`` in its study's viewport (hanging its patient first if needed)."""
@@ -350,17 +390,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.hanging.show_series(self.patients[patient], ref)
 
     def _on_view_added(self, view: ViewportView) -> None:
-        self.side_views.request(self.hanging.slots[self._slot_index(view)].key, view.state.volume)
         view.state.changed.connect(self._on_viewport_changed)
+        view.plane_changed.connect(lambda _v: self.saliency_view.schedule())
         self.wiring.attach(view)
+        self.viewport_commands.attach(view)
 
     def _on_view_removed(self, view: ViewportView) -> None:
         self.wiring.detach(view)
+        self.viewport_commands.forget(view)
         view.state.changed.disconnect(self._on_viewport_changed)
         self.saliency.forget(view.state.volume)
-
-    def _slot_index(self, view: ViewportView) -> int:
-        return next(i for i, v in self.views.items() if v is view)
 
     def _on_active_changed(self, view: ViewportView | None) -> None:
         if view is not None:
@@ -389,18 +428,13 @@ class MainWindow(QtWidgets.QMainWindow):
         return None
 
     def check_settled(self) -> None:
-        """Emit :attr:`settled` if nothing is loading, indexing or reformatting."""
+        """Emit :attr:`settled` if nothing is loading or indexing."""
         if self.is_settled():
             self.settled.emit()
 
     def is_settled(self) -> bool:
         """True when nothing is loading, indexing or aligning (used by ``--screenshot`` and tests)."""
-        return (
-            not self.loader.is_busy
-            and not self.hanging.is_loading()
-            and self.anatomy.is_idle()
-            and not self.side_views.is_busy()
-        )
+        return not self.loader.is_busy and not self.hanging.is_loading() and self.anatomy.is_idle()
 
     # -- preferences and shutdown ----------------------------------------------------------
     def _restore_preferences(self) -> None:
@@ -429,7 +463,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.saliency.shutdown()
         self.exports.shutdown()
         self.sketch_query.shutdown()
-        self.side_views.shutdown()
         self.hanging.clear()
         self.volumes.clear()
 

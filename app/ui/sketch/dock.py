@@ -24,6 +24,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.sketch import SKETCH_CLASSES, SketchCanvasModel, Tool
 from app.core.volume import Volume
+from app.export.captions import image_number
 from app.io.sketch_png import (
     SketchExistsError,
     SketchFileError,
@@ -41,7 +42,7 @@ from app.ui.sketch.query import (
     SearchRequest,
     SketchQuery,
 )
-from app.ui.sketch.results import SketchResults, display_date, image_number
+from app.ui.sketch.results import SketchResults, display_date
 from app.ui.viewer.viewport import ViewportView
 
 __all__ = [
@@ -558,6 +559,7 @@ class SketchDock(QtWidgets.QDockWidget):
     def _on_finished(self, outcome: SearchOutcome) -> None:
         self.last_outcome = outcome
         self.results.set_results(outcome.hits, outcome.thumbnails)
+        self.results.set_stale(False)
         where = "the loaded series" if outcome.request.scope == SCOPE_LOADED else "the archive"
         if outcome.hits:
             text = (
@@ -571,11 +573,21 @@ class SketchDock(QtWidgets.QDockWidget):
         self.say(text)
 
     def _on_failed(self, message: str) -> None:
-        self.say(message)
+        # What is still shown answers an older question: say so, and dim it.
+        stale = self.results.count() > 0
+        self.results.set_stale(stale)
+        self.say(
+            message + (" (the results shown are from the previous search)" if stale else ""),
+            error=True,
+        )
 
-    def say(self, text: str) -> None:
-        """Show ``text`` in the dock's message line ("" clears it)."""
+    def say(self, text: str, error: bool = False) -> None:
+        """Show ``text`` in the dock's message line ("" clears it); ``error`` shows it amber."""
         self.message.setText(text)
+        if bool(self.message.property("error")) != error:
+            self.message.setProperty("error", error)
+            self.message.style().unpolish(self.message)
+            self.message.style().polish(self.message)
 
     # -- models and prefetching --------------------------------------------------------------
     def _on_visible(self, visible: bool) -> None:
@@ -591,6 +603,11 @@ class SketchDock(QtWidgets.QDockWidget):
             return
         self._shown_once = True
         window = self.parentWidget()
+        if self.isFloating() and isinstance(window, QtWidgets.QWidget):
+            # Its own window beside the viewer: the viewports keep their sizes.
+            frame = window.frameGeometry()
+            self.resize(max(self.sizeHint().width(), 460), max(frame.height() - 80, 560))
+            self.move(frame.right() - self.width() - 20, frame.top() + 60)
         if isinstance(window, QtWidgets.QMainWindow) and not self.isFloating():
             width = max(self.minimumSizeHint().width(), window.width() // 3)
             if self.width() > width:

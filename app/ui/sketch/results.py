@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.export.captions import image_number
 from app.ml.sketch.search import SketchHit
 
-__all__ = ["SketchResults", "caption", "display_date", "image_number"]
+__all__ = ["SketchResults", "caption", "display_date"]
 
 _ICON = 112  # thumbnail edge on screen (px)
 _HIT_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
@@ -25,11 +26,6 @@ def display_date(study_date: str) -> str:
     if len(study_date) == 8 and study_date.isdigit():
         return f"{study_date[:4]}-{study_date[4:6]}-{study_date[6:]}"
     return study_date or "no date"
-
-
-def image_number(slice_index: int, n_slices: int) -> int:
-    """The viewer's image number of a slice ("Im k/N"): images count from the head down."""
-    return n_slices - slice_index
 
 
 def caption(hit: SketchHit) -> str:
@@ -77,6 +73,19 @@ class SketchResults(QtWidgets.QListWidget):
             )
             item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignHCenter)
             self.addItem(item)
+
+    def set_stale(self, stale: bool) -> None:
+        """Dim the results (``stale``: they answer an older search than the one asked)."""
+        effect = QtWidgets.QGraphicsOpacityEffect(self) if stale else None
+        if effect is not None:
+            effect.setOpacity(0.35)
+        self.setGraphicsEffect(effect)
+        self.setProperty("stale", stale)
+        self.setToolTip("Results of the previous search (the last one failed)" if stale else "")
+
+    def is_stale(self) -> bool:
+        """True while the results are dimmed as stale."""
+        return bool(self.property("stale"))
 
     def hits(self) -> list[SketchHit]:
         """The hits shown, in rank order."""

@@ -156,7 +156,7 @@ class HangingController(QtCore.QObject):
                 state.set_window(reference.window)
             if self.sync.enabled[Channel.CAMERA]:
                 state.set_camera(reference.camera)
-        view = ViewportView(state, study_title(volume.info), side_view_later=True)
+        view = ViewportView(state, study_title(volume.info))
         view.activated.connect(self._on_user_activated)
         self.area.set_content(i, view)
         self._views[i] = view

@@ -65,8 +65,10 @@ def test_json_contract_and_accuracy(pair_paths, toy_model_path, capsys):
     assert [m["current_index"] for m in matches] == list(range(CUR["n_slices"]))
     keys = {
         "current_index",
+        "current_number",
         "current_position",
         "prior_index",
+        "prior_number",
         "prior_position",
         "score",
         "in_coverage",
@@ -74,10 +76,15 @@ def test_json_contract_and_accuracy(pair_paths, toy_model_path, capsys):
     for m in matches:
         assert set(m) == keys
         assert len(m["current_position"]) == 3 and isinstance(m["score"], float)
+        # The viewer's image number sits beside the 0-based index: from the head, from 1.
+        assert m["current_number"] == CUR["n_slices"] - m["current_index"]
+        assert list(m)[:2] == ["current_index", "current_number"]
         if m["in_coverage"]:
             assert isinstance(m["prior_index"], int) and len(m["prior_position"]) == 3
+            assert m["prior_number"] >= 1 and isinstance(m["prior_number"], int)
         else:
             assert m["prior_index"] is None and m["prior_position"] is None
+            assert m["prior_number"] is None
     current_z = np.array([m["current_position"][2] for m in matches])
     np.testing.assert_allclose(current_z, CUR["z0"] + 5.0 * np.arange(50), atol=1e-3)
     truth, covered = phantom_truth(current_z)

@@ -39,7 +39,8 @@ def test_the_dialog_proposes_an_identifier_free_name_and_leaves_identifiers_out(
     synced.exports.folder = tmp_path
     path = synced.exports.suggested_path()
     assert path.parent == tmp_path
-    assert path.name.startswith("priorsync_20250310_s060_vs_20240205_s")
+    n = synced.viewport_states()[0].volume.n_slices
+    assert path.name.startswith(f"priorsync_20250310_im{n - 60:03d}_vs_20240205_im")
     assert "Sim" not in path.name and "SIM" not in path.name
     dialog = PairExportDialog(path, overlay_available=True, overlay_on=False, parent=synced)
     choices = dialog.choices()

@@ -10,7 +10,7 @@ from sync_helpers import click, show_slice_unsynced
 
 from app.core.imaging import window_to_uint8
 from app.ml.runtime.model import default_model_path
-from app.ml.saliency.gradcam import SimilaritySaliency, blend_overlay, to_slice_grid
+from app.ml.saliency.gradcam import SimilaritySaliency, blend_overlay, readable_map, to_slice_grid
 
 Qt = QtCore.Qt
 
@@ -50,9 +50,18 @@ def test_s_shows_the_pair_maps_in_the_driver_and_every_target(synced, qtbot):
     )
     grey = target.windowed_slice()
     on_slice = to_slice_grid(maps.match, target.state.volume, target.state.slice_index, sal.spec)
-    expected = blend_overlay(grey, on_slice, "inferno", 0.5)
+    # As a reader sees it: smoothed over a feature cell, cut to the body.
+    volume = target.state.volume
+    shown = readable_map(
+        on_slice,
+        volume.slice(target.state.slice_index),
+        float(max(sal.grid.jump)) * sal.spec.pixel_mm,
+        float(min(volume.geometry.spacing[:2])),
+    )
+    expected = blend_overlay(grey, shown, "inferno", 0.5)
     assert target.overlay.shape == (*grey.shape, 3)
     np.testing.assert_array_equal(target.overlay, expected)
+    assert target.legend_label.isVisible() and "low" in target.legend_label.text()
     # It is what the image item paints, and it is not the plain grey slice.
     assert np.array_equal(target.image_item.image, expected)
     assert np.abs(expected.astype(int) - grey[..., None]).max() > 30

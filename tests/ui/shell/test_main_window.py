@@ -296,3 +296,19 @@ def test_cli_rejects_bad_window_options(capsys):
     assert main(["view", "--quit-after", "0"]) == 2
     assert "--quit-after" in capsys.readouterr().err
     assert main(["demo", "--screenshot", str(Path("x.jpg"))]) == 2
+
+
+def test_keys_return_to_the_active_viewport_after_a_dialog(hung, qtbot):
+    view = hung.views[1]
+    hung.hanging.set_active(view)
+    view.setFocus()
+    box = QtWidgets.QMessageBox(hung)
+    box.setText("a dialog")
+    box.show()
+    box.activateWindow()
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.focusWidget() is not view, timeout=3000)
+    # Meanwhile the keys' target would be lost: nothing in the window has focus.
+    hung.setFocus()
+    box.close()
+    hung.activateWindow()
+    qtbot.waitUntil(lambda: QtWidgets.QApplication.focusWidget() is view, timeout=3000)

@@ -16,6 +16,7 @@ from input_events import wheel
 from PySide6 import QtCore, QtGui
 from sync_helpers import click, open_patient, show_slice_unsynced
 
+from app.core.planes import Plane
 from app.core.state import Channel
 from app.ml.anatomy.index import IndexCache
 from app.ml.anatomy.sync_service import SyncEngine
@@ -155,16 +156,28 @@ def test_a_level_outside_a_prior_is_marked_and_its_end_slice_dimmed(synced, pati
     for p in (1, 2):
         view, state = synced.views[p], states[p]
         assert state.match is not None and not state.match.in_coverage
-        assert view.banner.isVisible() and view.banner.text() == "level outside this scan"
+        assert view.banner.isVisible()
+        # Only the mark and the distance to the covered levels: no score, no candidates.
+        assert view.banner.text().startswith("level outside this scan · ")
+        assert "mm below its bottom" in view.banner.text()
+        assert "match" not in view.slice_label.text()
+        assert not view.candidates_label.isVisible()
         assert view.image_item.opacity() < 1.0
         assert state.slice_index == 0  # the nearest end: the prior's lowest slice
-        assert amber_pixels(view.scout) > 20  # the side view's line and arrow turn amber
+    # In the sagittal plane the level line turns amber.
+    prior = synced.views[1]
+    prior.set_plane(Plane.SAGITTAL)
+    prior.banner.hide()  # amber too: only the line may count
+    assert amber_pixels(prior.graphics) > 20
+    assert prior.hline.pen.color().name() == "#ebcb8b"
     # Back inside: the mark goes.
     show_slice_unsynced(synced, states[0], 60)
     click(synced.views[0])
-    assert not synced.views[1].banner.isVisible()
-    assert synced.views[1].image_item.opacity() == 1.0
-    assert amber_pixels(synced.views[1].scout) == 0
+    assert not prior.banner.isVisible()
+    assert prior.image_item.opacity() == 1.0
+    assert "match" in prior.slice_label.text()
+    assert amber_pixels(prior.graphics) == 0
+    assert prior.hline.pen.color().name() != "#ebcb8b"
 
 
 def test_n_and_shift_n_step_through_candidates_on_the_target_only(synced, qtbot):
@@ -201,20 +214,29 @@ def test_linked_window_and_zoom_follow_the_driver_with_sync_on(synced):
     assert all(s.window == states[1].window for s in states)
 
 
-def test_scout_line_follows_the_slice(synced):
-    view = synced.views[1]
-    scout, state = view.scout, view.state
-    rect = scout.image_rect()
-    r = scout.reformat
-    assert rect.height() / rect.width() == pytest.approx(r.height_mm / r.width_mm, rel=0.02)
-    show_slice_unsynced(synced, state, 0)
-    low = scout.line_y()
-    show_slice_unsynced(synced, state, state.volume.n_slices - 1)
-    high = scout.line_y()
-    # Head at the top: the top slice's line is near the image's top edge.
-    assert high < low
-    assert abs(high - rect.top()) < 0.05 * rect.height()
-    assert abs(low - rect.bottom()) < 0.05 * rect.height()
+def test_sync_drives_the_level_line_of_every_plane(synced, patient):
+    states = synced.viewport_states()
+    prior_coronal, prior_sagittal = synced.views[1], synced.views[2]
+    prior_coronal.set_plane(Plane.CORONAL)
+    prior_sagittal.set_plane(Plane.SAGITTAL)
+    for view in (prior_coronal, prior_sagittal):
+        height_mm = view.plane_extent_mm()[1]
+        show_slice_unsynced(synced, view.state, 0)
+        low = view.hline.value()
+        show_slice_unsynced(synced, view.state, view.state.volume.n_slices - 1)
+        high = view.hline.value()
+        # Head at the top: the top slice's line is near the image's top edge (y = 0).
+        assert high < low
+        assert high < 0.05 * height_mm and low > 0.95 * height_mm
+    # A click on the current moves both priors' level lines to the matched level.
+    show_slice_unsynced(synced, states[0], 60)
+    click(synced.views[0])
+    for view in (prior_coronal, prior_sagittal):
+        k = view.state.slice_index
+        assert view.state.match is not None
+        n = view.state.volume.n_slices
+        row_mm = view.plane_extent_mm()[1] / n
+        assert view.hline.value() == pytest.approx((n - 1 - k + 0.5) * row_mm)
 
 
 def test_the_index_cache_is_reused_on_reopen(qtbot, patient, tmp_path):
@@ -297,3 +319,33 @@ def test_a_series_that_cannot_be_matched_says_so_and_the_others_still_sync(
         assert states[2].slice_index == before and states[2].match is None
     finally:
         win.shutdown()
+
+
+def test_candidate_rows_are_clickable_and_n_never_moves_the_driver(synced, qtbot):
+    from PySide6 import QtTest
+
+    states = synced.viewport_states()
+    show_slice_unsynced(synced, states[0], 60)
+    click(synced.views[0])  # the current drives, and was the last clicked
+    target = synced.views[1]
+    offered = target.candidates()
+    assert len(offered) >= 2
+    rows = target.candidates_label.text().splitlines()
+    assert "mm" in rows[2] and f"{offered[1][1]:.2f}" in rows[2]
+    driver_slice, other_slice = states[0].slice_index, states[2].slice_index
+    label = target.candidates_label
+    line = label.fontMetrics().lineSpacing()
+    y = label.contentsMargins().top() + 2 * line + line // 2  # the second candidate's row
+    QtTest.QTest.mouseClick(label, Qt.MouseButton.LeftButton, pos=QtCore.QPoint(12, y))
+    assert states[1].slice_index == offered[1][0]
+    assert (states[0].slice_index, states[2].slice_index) == (driver_slice, other_slice)
+    assert synced.slice_mapper.last_source is states[0]  # the row click did not drive
+    # N from the window: never on the driving date, even right after clicking it.
+    click(synced.views[0])
+    commands = synced.viewport_commands
+    assert commands.target() is not synced.views[0]
+    before = states[0].slice_index
+    moved = commands.target()
+    commands.next_action.trigger()
+    assert states[0].slice_index == before
+    assert moved.state.slice_index == moved.candidates()[1][0]

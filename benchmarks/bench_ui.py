@@ -1,0 +1,218 @@
+"""Viewer repaint cost with MPR: scroll and click with three synced priors in other planes.
+
+Builds four synthetic CT series in memory (one current, three priors; 512 x 512
+pixels, ``--slices`` slices), shows each in a real :class:`ViewportView`
+(offscreen Qt unless a DISPLAY is set) linked by a :class:`SyncGroup` (the
+core's position mapper: this measures painting, not matching; see
+``bench_sync.py`` for the engine), and measures in this same run:
+
+* scrolling the current at 20 slices/s with the priors in coronal, sagittal
+  and coronal planes (MPR): the dropped frames (a viewport that had not
+  repainted the previous step when the next one came) and the per-step time
+  until every viewport has repainted;
+* click -> all planes repainted: a click that moves the level (the cursor)
+  in the current, until the four viewports have repainted, p50 / p95;
+* the baseline, in the same run: the same scroll and clicks with every
+  viewport in the axial plane (the viewer before MPR), against which the MPR
+  figures are given as ratios.
+
+Run: ``python benchmarks/bench_ui.py [--slices 200] [--steps 100] [--clicks 40]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen" if not os.environ.get("DISPLAY") else "xcb")
+
+STEP_MS = 50  # 20 slices per second
+
+
+def phantom(n: int, seed: int) -> np.ndarray:
+    """A body-like int16 volume: soft-tissue ellipse, lungs, a spine, noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:512, 0:512]
+    body = ((x - 256) / 210.0) ** 2 + ((y - 256) / 170.0) ** 2 <= 1
+    lungs = (((np.abs(x - 256) - 95) / 60.0) ** 2 + ((y - 230) / 90.0) ** 2) <= 1
+    spine = ((x - 256) / 25.0) ** 2 + ((y - 370) / 25.0) ** 2 <= 1
+    plane = np.full((512, 512), -1000, np.int16)
+    plane[body] = 40
+    plane[lungs] = -850
+    plane[spine] = 900
+    out = np.repeat(plane[None], n, axis=0)
+    out += rng.integers(-20, 21, size=out.shape, dtype=np.int16)
+    return out
+
+
+def build(n: int):
+    from app.core.state import Channel, SyncGroup, ViewportState
+    from app.core.volume import Geometry, SeriesInfo, Volume
+    from app.ui.viewer.viewport import ViewportView
+
+    sync = SyncGroup()
+    sync.set_enabled(Channel.SLICE, True)
+    views = []
+    for i in range(4):
+        geometry = Geometry(
+            origin=np.array([-200.0, -200.0, -300.0 + 7.0 * i]),
+            spacing=np.array([0.78, 0.78, 1.25 + 0.25 * i]),
+            direction=np.eye(3),
+        )
+        info = SeriesInfo(study_date=f"202{4 - i}0101")
+        volume = Volume(voxels=phantom(n, i), geometry=geometry, info=info)
+        state = ViewportState(volume)
+        view = ViewportView(state, f"date {i}")
+        view.hold_sync = sync.held
+        view.resize(480, 520)
+        view.show()
+        sync.add(state)
+        views.append(view)
+    return sync, views
+
+
+class PaintCounter:
+    """Counts Paint events of each viewport's image widget."""
+
+    def __init__(self, views) -> None:
+        from PySide6 import QtCore
+
+        self.counts = [0] * len(views)
+        counts = self.counts
+
+        class Hook(QtCore.QObject):
+            def __init__(self, index: int) -> None:
+                super().__init__()
+                self.index = index
+
+            def eventFilter(self, _obj, event) -> bool:  # noqa: N802 (Qt override)
+                if event.type() == QtCore.QEvent.Type.Paint:
+                    counts[self.index] += 1
+                return False
+
+        self._hooks = [Hook(i) for i in range(len(views))]
+        for view, hook in zip(views, self._hooks, strict=True):
+            view.graphics.viewport().installEventFilter(hook)
+
+
+def run_scroll(app, views, steps: int) -> tuple[int, list[float]]:
+    """Scroll the current ``steps`` slices at 20 slices/s; (dropped frames, ms per step)."""
+    counter = PaintCounter(views)
+    driver = views[0].state
+    dropped = 0
+    per_step = []
+    deadline = time.perf_counter()
+    for s in range(steps):
+        before = list(counter.counts)
+        t0 = time.perf_counter()
+        driver.step(+1 if (s // 40) % 2 == 0 else -1)
+        while True:
+            app.processEvents()
+            if all(c > b for c, b in zip(counter.counts, before, strict=True)):
+                break
+            if time.perf_counter() - t0 > STEP_MS / 1000.0:
+                break
+        done = time.perf_counter()
+        per_step.append((done - t0) * 1000.0)
+        if not all(c > b for c, b in zip(counter.counts, before, strict=True)):
+            dropped += 1
+        deadline += STEP_MS / 1000.0
+        while time.perf_counter() < deadline:
+            app.processEvents()
+            time.sleep(0.001)
+    return dropped, per_step
+
+
+def run_clicks(app, views, clicks: int) -> list[float]:
+    """Click-like cursor moves in the current; ms until every viewport repainted."""
+    counter = PaintCounter(views)
+    current = views[0]
+    w_mm, h_mm = current.plane_extent_mm()
+    rng = np.random.default_rng(1)
+    out = []
+    for _ in range(clicks):
+        before = list(counter.counts)
+        t0 = time.perf_counter()
+        # In the current's coronal plane a click moves the level: all dates follow.
+        current.view_box.clicked_at.emit(
+            float(rng.uniform(0.2, 0.8) * w_mm), float(rng.uniform(0.2, 0.8) * h_mm)
+        )
+        while not all(c > b for c, b in zip(counter.counts, before, strict=True)):
+            app.processEvents()
+            if time.perf_counter() - t0 > 2.0:
+                break
+        out.append((time.perf_counter() - t0) * 1000.0)
+        app.processEvents()
+    return out
+
+
+def p95(values: list[float]) -> float:
+    return float(np.percentile(values, 95))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--clicks", type=int, default=40)
+    args = parser.parse_args()
+
+    from PySide6 import QtWidgets
+
+    from app.core.planes import Plane
+    from app.ui.shell.shutdown import configure_pyqtgraph
+
+    configure_pyqtgraph()
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    sync, views = build(args.slices)
+    for _ in range(20):
+        app.processEvents()
+
+    # Baseline: every date axial (the viewer before MPR).
+    base_drops, base_steps = run_scroll(app, views, args.steps)
+    views[0].set_plane(Plane.CORONAL)  # clicks in coronal move the level
+    base_clicks = run_clicks(app, views, args.clicks)
+    views[0].set_plane(Plane.AXIAL)
+
+    # MPR: the priors in coronal, sagittal, coronal, with crosshair lines.
+    for view, plane in zip(views[1:], (Plane.CORONAL, Plane.SAGITTAL, Plane.CORONAL), strict=True):
+        view.set_plane(plane)
+        view.set_crosshair_visible(True)
+    for _ in range(20):
+        app.processEvents()
+    mpr_drops, mpr_steps = run_scroll(app, views, args.steps)
+    views[0].set_plane(Plane.CORONAL)
+    mpr_clicks = run_clicks(app, views, args.clicks)
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b > 0 else "n/a (baseline 0)"
+
+    print(f"4 viewports (current + 3 synced priors), {args.slices} slices of 512 x 512, offscreen")
+    print(f"scroll at 20 slices/s, {args.steps} steps")
+    print(f"  baseline (all axial): dropped frames {base_drops}, step p95 {p95(base_steps):.1f} ms")
+    print(
+        f"  MPR (priors coronal/sagittal/coronal): dropped frames {mpr_drops}, "
+        f"step p95 {p95(mpr_steps):.1f} ms ({ratio(p95(mpr_steps), p95(base_steps))} baseline)"
+    )
+    print(f"click -> all planes repainted, {args.clicks} clicks")
+    print(f"  baseline: p50 {statistics.median(base_clicks):.1f} ms, p95 {p95(base_clicks):.1f} ms")
+    print(
+        f"  MPR: p50 {statistics.median(mpr_clicks):.1f} ms, p95 {p95(mpr_clicks):.1f} ms "
+        f"({ratio(p95(mpr_clicks), p95(base_clicks))} baseline)"
+    )
+    for view in views:
+        view.detach()
+        view.close()
+    del sync
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
