@@ -1,4 +1,4 @@
-"""``priorsync eval-sketch``: sketch-search accuracy on held-out lesions and real tumours.
+"""``priorsync eval-sketch``: sketch-search accuracy on a data role's lesions and real tumours.
 
 Prints hit@1, hit@10 and mAP for the models' default weight, the anatomy-only
 baseline (w = 0) and the sketch alone (w = 1), overall and per lesion class;
@@ -36,6 +36,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sketches-per-lesion", type=int, default=2, help="queries per lesion (default 2)"
     )
+    parser.add_argument(
+        "--role",
+        choices=("validation", "test"),
+        default="test",
+        help="data role evaluated (app/sim/roles.py): choose settings on validation, "
+        "report the test role once (default test)",
+    )
+    parser.add_argument(
+        "--openkbp",
+        type=int,
+        default=6,
+        metavar="N",
+        help="OpenKBP patients of the role to include (default 6)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also score weights 0.1 ... 0.9 (for choosing the default on validation)",
+    )
+    parser.add_argument(
+        "--compare-learned",
+        action="store_true",
+        help="also score the learned ONNX pair on the same patients and sketches "
+        "(figures named learned/...)",
+    )
     add_model_arguments(parser, cache=False, sketch=True)
 
 
@@ -48,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
     from app.ml.evaluation.sketch import format_sketch_report, load_eval_sources, run_sketch_eval
     from app.ml.runtime.model import ModelError
 
-    if args.patients_per_volume < 1 or args.sketches_per_lesion < 1:
-        _error("--patients-per-volume and --sketches-per-lesion must be at least 1")
+    if args.patients_per_volume < 1 or args.sketches_per_lesion < 1 or args.openkbp < 0:
+        _error(
+            "--patients-per-volume and --sketches-per-lesion must be at least 1, "
+            "--openkbp at least 0"
+        )
         return 2
     try:
         model, sketch_models = load_sketch_stack(args)
@@ -57,11 +85,28 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return 3
 
+    compare = {}
+    if args.compare_learned:
+        from app.ml.sketch.models import SketchModels
+
+        try:
+            compare["learned"] = SketchModels.load(device=args.device)
+        except ModelError as exc:
+            _error(str(exc))
+            return 3
+
     def progress(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
     try:
-        sources = load_eval_sources(progress)
+        sources = load_eval_sources(progress, role=args.role, openkbp_limit=args.openkbp)
+        weights = {
+            "default": float(sketch_models.default_weight),
+            "anatomy-only": 0.0,
+            "sketch-only": 1.0,
+        }
+        if args.sweep:
+            weights.update({f"w={w / 10:.1f}": w / 10 for w in range(1, 10)})
         report = run_sketch_eval(
             model,
             sketch_models,
@@ -70,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             patients_per_volume=args.patients_per_volume,
             sketches_per_lesion=args.sketches_per_lesion,
             progress=progress,
+            weights=weights,
+            compare=compare,
         )
     except ValueError as exc:
         _error(str(exc))

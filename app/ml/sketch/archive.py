@@ -333,7 +333,8 @@ def build_archive(
             else:
                 usable.append(ref)
     total = sum(r.n_slices for r in usable)
-    index = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim)
+    floor = getattr(sketch_models, "evidence_floor", None)
+    index = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim, evidence_floor=floor)
     jpegs: list[bytes] = []
     patients: set[str] = set()
     n_series = 0
@@ -398,6 +399,7 @@ def build_archive(
         },
         "anatomy_dim": index.anatomy_dim,
         "abnormality_dim": index.abnormality_dim,
+        "evidence_floor": index.evidence_floor,
         "counts": {
             "patients": len(patients),
             "series": n_series,
@@ -508,6 +510,8 @@ class Archive:
             anatomy_dim = int(manifest["anatomy_dim"])
             abnormality_dim = int(manifest["abnormality_dim"])
             n_slices = int(manifest["counts"]["slices"])
+            raw_floor = manifest.get("evidence_floor")
+            floor = None if raw_floor is None else float(raw_floor)
         except (KeyError, TypeError, ValueError):
             raise cls._damaged(path, "incomplete manifest") from None
         cls._check_models(path, models, model, sketch_models)
@@ -542,7 +546,7 @@ class Archive:
             and offsets[-1] == thumbs_size
         ):
             raise cls._damaged(path, "its parts do not agree")
-        index = SketchIndex(anatomy_dim, abnormality_dim)
+        index = SketchIndex(anatomy_dim, abnormality_dim, evidence_floor=floor)
         try:
             index.add(refs, anat, abn)
             index.load_graph(path / "graph.bin")

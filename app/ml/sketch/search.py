@@ -261,16 +261,28 @@ class SketchIndex:
         Lengths of the two codes.
     exact_below
         Sets smaller than this are always scored exactly.
+    evidence_floor
+        With a representation whose abnormality score is 0 where a slice shows no
+        evidence of the sketched lesion (:class:`~app.ml.sketch.evidence.LesionEvidence`):
+        at every weight above 0, slices scoring at most this ranks below every
+        slice scoring more, whatever their anatomy (a query never ranks a slice
+        for showing no lesion). ``None`` (a learned code, whose cosines carry no
+        such zero): plain combined-score order.
     """
 
     def __init__(
-        self, anatomy_dim: int, abnormality_dim: int, exact_below: int = EXACT_BELOW
+        self,
+        anatomy_dim: int,
+        abnormality_dim: int,
+        exact_below: int = EXACT_BELOW,
+        evidence_floor: float | None = None,
     ) -> None:
         if anatomy_dim < 1 or abnormality_dim < 1:
             raise ValueError("code lengths must be positive")
         self.anatomy_dim = int(anatomy_dim)
         self.abnormality_dim = int(abnormality_dim)
         self.exact_below = int(exact_below)
+        self.evidence_floor = None if evidence_floor is None else float(evidence_floor)
         self.refs: list[SliceRef] = []
         self._anat = np.zeros((0, self.anatomy_dim), dtype=np.float32)
         self._abn = np.zeros((0, self.abnormality_dim), dtype=np.float32)
@@ -385,13 +397,24 @@ class SketchIndex:
         sb = self._abn @ b
         return (1.0 - w) * sa + w * sb, sa, sb
 
+    def _tiered(self, weight: float) -> bool:
+        return self.evidence_floor is not None and float(weight) > 0.0
+
+    def _order(self, combined: np.ndarray, sb: np.ndarray, weight: float) -> np.ndarray:
+        """Best first: by combined score, slices with evidence ahead when tiered (stable)."""
+        if not self._tiered(weight):
+            return np.argsort(-combined, kind="stable")
+        assert self.evidence_floor is not None
+        no_evidence = sb <= self.evidence_floor
+        # lexsort: last key first; stable for ties (e.g. identical slices).
+        return np.lexsort((-combined, no_evidence))
+
     def ranking(
         self, anatomy_q: np.ndarray, sketch_q: np.ndarray, weight: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every stored row, best first, with its exact combined score (for evaluation)."""
-        combined, _, _ = self.scores(anatomy_q, sketch_q, weight)
-        # Stable order so ties (e.g. identical slices) rank reproducibly.
-        order = np.argsort(-combined, kind="stable")
+        combined, _, sb = self.scores(anatomy_q, sketch_q, weight)
+        order = self._order(combined, sb, weight)
         return order, combined[order]
 
     def _candidates(
@@ -399,15 +422,27 @@ class SketchIndex:
     ) -> np.ndarray:
         n = len(self.refs)
         if exact:
-            combined = (1.0 - w) * (self._anat @ a) + w * (self._abn @ b)
+            sb = self._abn @ b
+            combined = (1.0 - w) * (self._anat @ a) + w * sb
             if k_fetch >= n:
-                return np.argsort(-combined, kind="stable")
+                return self._order(combined, sb, w)
+            if self._tiered(w):
+                assert self.evidence_floor is not None
+                # Evidence first: push the slices without it below every other.
+                combined = np.where(sb > self.evidence_floor, combined, combined - 4.0)
             top = np.argpartition(-combined, k_fetch - 1)[:k_fetch]
             return top[np.argsort(-combined[top], kind="stable")]
         graph = self._ensure_graph()
         q = np.concatenate([(1.0 - w) * a, w * b]).astype(np.float32)[np.newaxis]
         labels, _ = graph.knn_query(q, k=k_fetch, num_threads=1)
-        return labels[0].astype(np.int64)
+        rows = labels[0].astype(np.int64)
+        if self._tiered(w):
+            # The slices with the most evidence under the sketch, whatever their
+            # anatomy: the combined query alone may return only evidence-free ones.
+            qb = np.concatenate([np.zeros_like(a), b]).astype(np.float32)[np.newaxis]
+            extra, _ = graph.knn_query(qb, k=k_fetch, num_threads=1)
+            rows = np.unique(np.concatenate([rows, extra[0].astype(np.int64)]))
+        return rows
 
     def query(
         self,
@@ -453,7 +488,7 @@ class SketchIndex:
             sb = self._abn[rows] @ b
             combined = (1.0 - w) * sa + w * sb
             # The graph's order is approximate: re-sort by the exact score.
-            order = np.argsort(-combined, kind="stable")
+            order = self._order(combined, sb, w)
             hits = [
                 SketchHit(
                     self.refs[int(rows[i])],
@@ -511,7 +546,11 @@ def build_sketch_index(
     dims = {np.asarray(a).shape[-1] for a in anatomy}
     if len(dims) > 1:
         raise ValueError("the series' anatomy codes have different lengths")
-    index = SketchIndex(dims.pop() if dims else 1, models.abnormality_dim)
+    index = SketchIndex(
+        dims.pop() if dims else 1,
+        models.abnormality_dim,
+        evidence_floor=getattr(models, "evidence_floor", None),
+    )
     done = 0
     for volume, anat, key in zip(volumes, anatomy, keys, strict=True):
         if np.asarray(anat).shape[0] != volume.n_slices:
