@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("app.commands.train", "train the embedding model and export it to ONNX"),
     "train-sketch": ("app.commands.train_sketch", "train the sketch-query models, export to ONNX"),
     "index": ("app.commands.index", "index a folder of CT series for sketch search"),
+    "search-sketch": (
+        "app.commands.search_sketch",
+        "search an archive or folder by a template slice and a drawn sketch",
+    ),
     "eval-sketch": (
         "app.commands.eval_sketch",
         "evaluate sketch search on held-out inserted lesions and real tumours",

@@ -151,6 +151,19 @@ def channels_to_hu(channels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.where(below, lowest, hu).astype(np.float32)
 
 
+def _large(mask: np.ndarray, min_px: int) -> np.ndarray:
+    """``uint8`` mask of the connected regions of at least ``min_px`` pixels."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px)
+    big = big[big > 0]
+    return np.isin(labels, big).astype(np.uint8)
+
+
+def _keep_regions(mask: np.ndarray, min_px: int) -> np.ndarray:
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disc(1))
+    return _large(m, min_px).astype(np.float32)
+
+
 def _mass_map(
     smooth: np.ndarray, body: np.ndarray, p: EvidenceParams, pixel_mm: float
 ) -> np.ndarray:
@@ -167,7 +180,8 @@ def _mass_map(
         closed = cv2.morphologyEx(lung, cv2.MORPH_CLOSE, _disc(p.lung_close_px))
         contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(hull, contours, -1, 1, thickness=cv2.FILLED)
-    in_lung = opened & hull
+    # The hull's own outline touches the chest wall: only regions of some size count.
+    in_lung = _large(opened & hull, p.min_px)
     # Outside the lungs: compact blobs ringed by fat or lung (a mass in fat).
     fat_or_lung = ((smooth > _FAT_HU[0]) & (smooth < _FAT_HU[1])) | (smooth < _LUNG_HU)
     out = in_lung.astype(np.float32)
@@ -186,14 +200,6 @@ def _mass_map(
         if ring.sum() and (fat_or_lung[y0:y1, x0:x1] & ring).mean() / ring.mean() >= p.mass_ring:
             out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], blob)
     return out
-
-
-def _keep_regions(mask: np.ndarray, min_px: int) -> np.ndarray:
-    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disc(1))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px)
-    big = big[big > 0]
-    return np.isin(labels, big).astype(np.float32)
 
 
 def _density_maps(

@@ -107,6 +107,9 @@ class SliceRef:
         Slices in the series.
     z_mm
         The slice's position along the slice normal (``Volume.slice_z``).
+    position
+        LPS position (mm) of the slice's first voxel (``Volume.slice_positions``),
+        or ``None`` in archives written before it was recorded.
     """
 
     patient_key: str
@@ -118,6 +121,7 @@ class SliceRef:
     slice_index: int
     n_slices: int
     z_mm: float
+    position: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (:meth:`from_dict` reads it back)."""
@@ -136,7 +140,15 @@ class SliceRef:
             slice_index=int(data["slice_index"]),
             n_slices=int(data["n_slices"]),
             z_mm=float(data["z_mm"]),
+            position=_position(data.get("position")),
         )
+
+
+def _position(raw: Any) -> tuple[float, float, float] | None:
+    if raw is None:
+        return None
+    x, y, z = (float(v) for v in raw)
+    return (x, y, z)
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,7 @@ def slice_refs(volume: Volume, series_key: str | None = None) -> list[SliceRef]:
     label = info.patient_name or info.patient_id
     z = volume.slice_z
     n = volume.n_slices
+    positions = np.asarray(volume.slice_positions, dtype=np.float64)
     return [
         SliceRef(
             patient_key=pkey,
@@ -186,6 +199,11 @@ def slice_refs(volume: Volume, series_key: str | None = None) -> list[SliceRef]:
             slice_index=k,
             n_slices=n,
             z_mm=float(z[k]),
+            position=(
+                round(float(positions[k, 0]), 3),
+                round(float(positions[k, 1]), 3),
+                round(float(positions[k, 2]), 3),
+            ),
         )
         for k in range(n)
     ]
