@@ -1,9 +1,12 @@
-"""Held-out evaluation of sketch search: does a drawn lesion find the patient who has it?
+"""Evaluation of sketch search on a data role: does a drawn lesion find the patient who has it?
+
+Bodies come from a data role of :mod:`app.sim.roles` (``role="validation"`` to
+choose settings, ``role="test"`` once for the report); sketches are drawn on
+templates of the *training* bodies, never on an evaluated one.
 
 Part 1, inserted lesions
-    Every held-out volume (:data:`app.sim.sources.HOLDOUT_VOLUMES`) is
-    re-scanned into several simulated patients (``standard`` preset, no
-    simulator lesion), and each gets one lesion from
+    Every evaluated volume is re-scanned into several simulated patients
+    (``standard`` preset, no simulator lesion), and each gets one lesion from
     :func:`app.sim.lesions.insert_lesion_3d` (random class, size and site).
     The archive holds every slice of those patients plus the lesion-free
     originals as distractor patients. A query imitates a reader: the lesion's
@@ -14,24 +17,29 @@ Part 1, inserted lesions
     The mask is carried to the template through the model frame (same place
     relative to the body centre, same physical size).
 Part 2, real tumours
-    ``chest-lung1`` / ``chest-lung2`` with the tumour masks of the shared data
-    folder (when present): several tumour levels x several jittered "mass"
-    sketches on a template from another chest.
+    The role's bodies with a tumour mask in the shared data folder: several
+    tumour levels x several jittered "mass" sketches on a template from
+    another body.
+Part 3, OpenKBP targets
+    The role's OpenKBP patients whose PTV70 (gross disease) is visibly abnormal
+    by a fixed rule (:func:`visible_target_level`): one level, several jittered
+    sketches of the class the rule gives.
 
 Scoring, per query, over the exact full ranking of the archive
 (:meth:`~app.ml.sketch.search.SketchIndex.ranking`):
 
 * relevant = a slice of the right patient within 2 slices of the lesion's
-  central slice (part 2: of the tumour level; part 1's re-scans of a tumour
-  volume show the same tumour in the same body, so they are left out of that
-  volume's part-2 archive rather than counted as other patients);
+  central slice (parts 2 and 3: of the tumour level; part 1's re-scans of a
+  tumour volume show the same tumour in the same body, so they are left out of
+  that volume's archive for parts 2 and 3 rather than counted as other patients);
 * hit@k = a relevant slice among the first k results *as the user sees them*
   (one per patient and level, :func:`~app.ml.sketch.search.dedupe_hits`);
 * AP over the full, un-deduplicated ranking; mAP its mean.
 
 Each figure is given for the models' default weight, for the anatomy-only
 baseline (w = 0: what a "similar slices" search without the sketch gives) and
-for the sketch alone (w = 1).
+for the sketch alone (w = 1), with bootstrap 95 % intervals over queries (also
+of each weight's paired difference from anatomy only).
 """
 
 from __future__ import annotations
