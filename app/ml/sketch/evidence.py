@@ -18,8 +18,9 @@ to the same slice's own tissue, so nothing depends on which bodies were seen:
     hold against the mirrored side of the body (left-right symmetric anatomy,
     e.g. both kidneys, is normal).
 
-Each class map is pooled onto a ``grid x grid`` cell grid, blurred by
-``blur_cells`` (a sketch drawn a little off still overlaps) and flattened; one
+Each class map is pooled onto a ``grid x grid`` cell grid, blurred into the
+8 neighbouring cells only (``blur_cells``; a sketch drawn a little off still
+overlaps, evidence farther away counts for exactly nothing) and flattened; one
 extra "nothing here" component makes every code unit length:
 
     code = [e / max(|e|, tau) ; sqrt(1 - min(|e| / tau, 1)^2)]
@@ -100,9 +101,11 @@ class EvidenceParams:
     mirror
         Also require the deviation against the mirrored side of the body.
     grid
-        Cells per side of the code's grid.
+        Cells per side of the code's grid (16: 25.6 mm cells in the 3.2 mm frame).
     blur_cells
-        Gaussian sigma of the blur on the cell grid.
+        Gaussian sigma of the 3 x 3 blur of the *slice's* evidence on the cell grid
+        (the sketch is not blurred), so evidence counts where the sketch is drawn
+        and in the neighbouring cells, and exactly nothing farther away.
     tau
         Evidence norm at which a code reaches full length (smaller evidence scores less).
     default_weight
@@ -119,9 +122,9 @@ class EvidenceParams:
     mass_max_px: int = 400
     lung_close_px: int = 8
     mirror: bool = False
-    grid: int = 8
+    grid: int = 16
     blur_cells: float = 0.7
-    tau: float = 0.5
+    tau: float = 0.25
     default_weight: float = 0.5
 
     def digest(self) -> str:
@@ -261,17 +264,18 @@ def evidence_maps(hu: np.ndarray, params: EvidenceParams, pixel_mm: float) -> np
     return out
 
 
-def _pool(maps: np.ndarray, params: EvidenceParams) -> np.ndarray:
-    """``(N, C, S, S)`` maps -> ``(N, C * grid^2)`` pooled, blurred cell values."""
+def _pool(maps: np.ndarray, params: EvidenceParams, blur: bool) -> np.ndarray:
+    """``(N, C, S, S)`` maps -> ``(N, C * grid^2)`` pooled (and, with ``blur``, blurred) cells."""
     n, c, size, _ = maps.shape
     g = params.grid
     cells = maps.reshape(n, c, g, size // g, g, size // g).mean(axis=(3, 5))
-    if params.blur_cells > 0:
-        flat = cells.reshape(n * c, g, g)
+    if blur and params.blur_cells > 0:
+        flat = np.ascontiguousarray(cells.reshape(n * c, g, g), dtype=np.float32)
         for i in range(len(flat)):
-            flat[i] = cv2.GaussianBlur(
-                flat[i], (0, 0), params.blur_cells, borderType=cv2.BORDER_CONSTANT
-            )
+            if flat[i].any():
+                flat[i] = cv2.GaussianBlur(
+                    flat[i], (3, 3), params.blur_cells, borderType=cv2.BORDER_CONSTANT
+                )
         cells = flat.reshape(n, c, g, g)
     return cells.reshape(n, c * g * g).astype(np.float32)
 
@@ -326,7 +330,7 @@ class LesionEvidence:
 
     def codes_of_maps(self, maps: np.ndarray) -> np.ndarray:
         """Unit codes ``(N, D)`` of evidence maps ``(N, 3, S, S)`` (see the module docstring)."""
-        e = _pool(np.asarray(maps, dtype=np.float32), self.params)
+        e = _pool(np.asarray(maps, dtype=np.float32), self.params, blur=True)
         norm = np.linalg.norm(e, axis=1, keepdims=True)
         scaled = e / np.maximum(norm, self.params.tau)
         rest = np.sqrt(np.clip(1.0 - (norm[:, 0] / self.params.tau) ** 2, 0.0, 1.0))
@@ -373,7 +377,7 @@ class LesionEvidence:
         batch = np.asarray(inputs, dtype=np.float32)
         if batch.ndim == 3:
             batch = batch[np.newaxis]
-        e = _pool(batch, self.params)
+        e = _pool(batch, self.params, blur=False)
         e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
         return np.hstack([e, np.zeros((len(e), 1), np.float32)])
 

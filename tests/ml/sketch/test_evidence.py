@@ -89,7 +89,7 @@ def _sketch_code(ev: LesionEvidence, mask: np.ndarray, label: int) -> np.ndarray
 def test_codes_are_unit_and_zero_where_nothing_is_seen():
     ev = LesionEvidence()
     clean, mass = _coded(ev, _chest()), _coded(ev, _with_mass())
-    assert ev.abnormality_dim == 3 * 64 + 1
+    assert ev.abnormality_dim == 3 * 256 + 1
     for code in (clean, mass):
         assert np.linalg.norm(code) == pytest.approx(1.0, abs=1e-5)
     sketch = _sketch_code(ev, MASS, 1)
