@@ -1,11 +1,14 @@
 """``priorsync eval-sketch``: sketch-search accuracy on a data role's lesions and real tumours.
 
-Prints hit@1, hit@10 and mAP for the models' default weight, the anatomy-only
-baseline (w = 0) and the sketch alone (w = 1), overall and per lesion class;
-``--json FILE`` writes every figure and per-query result. See
-:mod:`app.ml.evaluation.sketch`. Source volumes are fetched from PyPI when absent
-(as ``priorsync eval`` does); the real-tumour part needs the shared data
-folder's tumour masks and is reported as not run without them.
+Prints hit@1, hit@10 and mAP with bootstrap 95 % intervals for the
+representation's default weight, the anatomy-only baseline (w = 0) and the
+sketch alone (w = 1), overall and per lesion class, for inserted lesions, the
+role's real tumours and its visibly abnormal OpenKBP targets; ``--json FILE``
+writes every figure and per-query result. See :mod:`app.ml.evaluation.sketch`.
+``--role validation`` (with ``--sweep``) is for choosing settings; the test
+role (the default) is run once per shipped setting, for the report. The role's
+bodies, tumour masks and OpenKBP labels come from the shared data folder;
+what is missing is reported in the notes.
 
 Exit codes: 0 success, 2 no usable source volume, 3 a model is missing or corrupt.
 """
@@ -51,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="OpenKBP patients of the role to include (default 6)",
     )
     parser.add_argument(
+        "--openkbp-patients",
+        type=int,
+        default=None,
+        metavar="N",
+        help="simulated lesion patients per OpenKBP volume (default: --patients-per-volume)",
+    )
+    parser.add_argument(
         "--sweep",
         action="store_true",
         help="also score weights 0.1 ... 0.9 (for choosing the default on validation)",
@@ -73,10 +83,15 @@ def run(args: argparse.Namespace) -> int:
     from app.ml.evaluation.sketch import format_sketch_report, load_eval_sources, run_sketch_eval
     from app.ml.runtime.model import ModelError
 
-    if args.patients_per_volume < 1 or args.sketches_per_lesion < 1 or args.openkbp < 0:
+    if (
+        args.patients_per_volume < 1
+        or args.sketches_per_lesion < 1
+        or args.openkbp < 0
+        or (args.openkbp_patients is not None and args.openkbp_patients < 1)
+    ):
         _error(
-            "--patients-per-volume and --sketches-per-lesion must be at least 1, "
-            "--openkbp at least 0"
+            "--patients-per-volume, --sketches-per-lesion and --openkbp-patients must be at "
+            "least 1, --openkbp at least 0"
         )
         return 2
     try:
@@ -117,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             weights=weights,
             compare=compare,
+            openkbp_patients_per_volume=args.openkbp_patients,
         )
     except ValueError as exc:
         _error(str(exc))

@@ -536,6 +536,7 @@ def run_sketch_eval(
     sim_params: SimParams | None = None,
     weights: dict[str, float] | None = None,
     compare: dict[str, Any] | None = None,
+    openkbp_patients_per_volume: int | None = None,
 ) -> SketchEvalReport:
     """Run both parts of the sketch evaluation (see the module docstring).
 
@@ -561,6 +562,9 @@ def run_sketch_eval(
     weights
         Name -> weight to score every query at; the models' default, anatomy
         only (0) and sketch only (1) when ``None`` (a validation sweep passes more).
+    openkbp_patients_per_volume
+        Simulated lesion patients per OpenKBP volume (small 128^3 scans, cheap
+        to simulate); ``patients_per_volume`` when ``None``.
     compare
         Name -> another abnormality representation scored on the very same
         patients and sketches; its figures are named ``"<name>/<weight name>"``.
@@ -622,11 +626,16 @@ def run_sketch_eval(
     # ---- patients: originals (distractors / tumour patients) and lesion patients
     params = sim_params or dataclasses.replace(SIM_PRESETS["standard"], lesion_probability=0.0)
     patients: list[_Patient] = []
+    from app.sim.roles import openkbp_number
+
     for name, vol in sources.holdout.items():
         a, b = codes(vol)
         patients.append(_Patient(f"{name}/original", name, vol, a, b, vol.slice_z.copy()))
-        for i in range(patients_per_volume):
-            say(f"{name}: simulating lesion patient {i + 1}/{patients_per_volume}")
+        n_patients = patients_per_volume
+        if openkbp_patients_per_volume is not None and openkbp_number(name) is not None:
+            n_patients = openkbp_patients_per_volume
+        for i in range(n_patients):
+            say(f"{name}: simulating lesion patient {i + 1}/{n_patients}")
             sim = simulate_followup(vol, params, rng)
             clean_a = code_volume(sim.volume, model, sketch_models, with_thumbnails=False).anatomy
             # Lesion levels a reader could find a template for.
