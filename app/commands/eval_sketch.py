@@ -66,10 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score weights 0.1 ... 0.9 (for choosing the default on validation)",
     )
     parser.add_argument(
-        "--compare-learned",
-        action="store_true",
-        help="also score the learned ONNX pair on the same patients and sketches "
-        "(figures named learned/...)",
+        "--compare",
+        choices=("evidence", "learned"),
+        default=None,
+        help="also score this representation on the same patients and sketches, at its own "
+        "default weight (figures named evidence/... or learned/...)",
     )
     add_model_arguments(parser, cache=False, sketch=True)
 
@@ -101,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
         return 3
 
     compare = {}
-    if args.compare_learned:
-        from app.ml.sketch.models import SketchModels
+    if args.compare is not None:
+        from app.ml.sketch.representation import load_sketch_representation
 
         try:
-            compare["learned"] = SketchModels.load(device=args.device)
+            compare[args.compare] = load_sketch_representation(args.compare, device=args.device)
         except ModelError as exc:
             _error(str(exc))
             return 3

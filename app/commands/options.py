@@ -46,8 +46,8 @@ def add_model_arguments(
             "--representation",
             choices=("evidence", "learned"),
             default=None,
-            help="abnormality representation: rule-based lesion evidence (the default) or the "
-            "learned ONNX pair (the default when --abnormality-model/--sketch-model are given)",
+            help="abnormality representation: the learned ONNX pair (the default) or rule-based "
+            "lesion evidence (evidence-first ranking)",
         )
     parser.add_argument(
         "--device",

@@ -595,8 +595,15 @@ def run_sketch_eval(
     skipped: list[str] = []
     reps: dict[str, Any] = {"": sketch_models, **(compare or {})}
     base_weights = dict(weights)
+
+    def rep_weight(r: str, bname: str, w: float) -> float:
+        # "default" means each representation's own default weight.
+        return float(reps[r].default_weight) if (r and bname == "default") else w
+
     weights = {
-        (wname if r == "" else f"{r}/{wname}"): w for r in reps for wname, w in base_weights.items()
+        (b if r == "" else f"{r}/{b}"): rep_weight(r, b, w)
+        for r in reps
+        for b, w in base_weights.items()
     }
 
     def codes(volume: Volume) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -697,8 +704,9 @@ def run_sketch_eval(
         relevant: np.ndarray,
     ) -> None:
         query.n_relevant = int(relevant.sum())
-        for r, bname, w in ((r, b, w) for r in reps for b, w in base_weights.items()):
+        for r, bname, w0 in ((r, b, w) for r in reps for b, w in base_weights.items()):
             wname = bname if r == "" else f"{r}/{bname}"
+            w = rep_weight(r, bname, w0)
             search, sketch_q = searches[r], sketch_qs[r]
             order, _ = search.ranking(anat_q, sketch_q, w)
             rel_sorted = relevant[order]

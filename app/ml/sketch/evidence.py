@@ -121,11 +121,11 @@ class EvidenceParams:
     mass_ring: float = 0.6
     mass_max_px: int = 400
     lung_close_px: int = 8
-    mirror: bool = False
+    mirror: bool = True
     grid: int = 16
     blur_cells: float = 0.7
     tau: float = 0.25
-    default_weight: float = 0.5
+    default_weight: float = 0.2
 
     def digest(self) -> str:
         """SHA-256 of the settings (the archive records it like a model file's hash)."""

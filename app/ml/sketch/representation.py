@@ -3,10 +3,12 @@
 Both have the interface the index, archives, the evaluation and the commands
 use (``spec``, ``classes``, ``abnormality_dim``, ``default_weight``,
 ``abnormality_inputs``, ``abnormality_vectors``, ``sketch_vector``, ``identity``,
-and the two names and hashes an archive records). ``evidence`` is
-:class:`~app.ml.sketch.evidence.LesionEvidence` (shipped: it carries over to
-bodies never seen, see ``models/README.md``); ``learned`` is
-:class:`~app.ml.sketch.models.SketchModels` (the two ONNX encoders).
+and the two names and hashes an archive records). ``learned`` is
+:class:`~app.ml.sketch.models.SketchModels` (the two ONNX encoders; the
+default: it scored better on the validation bodies, see ``models/README.md``);
+``evidence`` is :class:`~app.ml.sketch.evidence.LesionEvidence` (rule-based;
+the only one whose ranking puts every slice without lesion evidence under the
+sketch below every slice with some).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_REPRESENTATION", "REPRESENTATIONS", "load_sketch_representation"]
 
 REPRESENTATIONS: tuple[str, ...] = ("evidence", "learned")
-DEFAULT_REPRESENTATION = "evidence"
+DEFAULT_REPRESENTATION = "learned"
 
 
 def load_sketch_representation(

@@ -436,7 +436,7 @@ class SketchIndex:
         return order, combined[order]
 
     def _candidates(
-        self, a: np.ndarray, b: np.ndarray, w: float, k_fetch: int, exact: bool
+        self, a: np.ndarray, b: np.ndarray, w: float, k_fetch: int, exact: bool, k_wanted: int
     ) -> np.ndarray:
         n = len(self.refs)
         if exact:
@@ -454,9 +454,9 @@ class SketchIndex:
         q = np.concatenate([(1.0 - w) * a, w * b]).astype(np.float32)[np.newaxis]
         labels, _ = graph.knn_query(q, k=k_fetch, num_threads=1)
         rows = labels[0].astype(np.int64)
-        if self._tiered(w):
-            # The slices with the most evidence under the sketch, whatever their
-            # anatomy: the combined query alone may return only evidence-free ones.
+        if self._tiered(w) and int(np.sum(self._abn[rows] @ b > self.evidence_floor)) < k_wanted:
+            # Too few slices with evidence under the sketch among the combined
+            # query's: add those with the most, whatever their anatomy.
             qb = np.concatenate([np.zeros_like(a), b]).astype(np.float32)[np.newaxis]
             extra, _ = graph.knn_query(qb, k=k_fetch, num_threads=1)
             rows = np.unique(np.concatenate([rows, extra[0].astype(np.int64)]))
@@ -501,7 +501,7 @@ class SketchIndex:
         # Fetch many more than k: duplicates of one lesion crowd the raw ranking.
         k_fetch = min(n, max(10 * k, 100) if one_per_patient_level else k)
         while True:
-            rows = self._candidates(a, b, w, k_fetch, exact)
+            rows = self._candidates(a, b, w, k_fetch, exact, k)
             sa = self._anat[rows] @ a
             sb = self._abn[rows] @ b
             combined = (1.0 - w) * sa + w * sb

@@ -48,7 +48,7 @@ def _image(path, img):
 
 
 def _run(capsys, *args):
-    rc = main(["search-sketch", *map(str, args)])
+    rc = main(["search-sketch", *map(str, args), "--representation", "evidence"])
     return rc, capsys.readouterr()
 
 
@@ -146,6 +146,29 @@ def test_bad_sketches_are_one_line_messages(
     assert rc == EXIT_INPUT
     assert message in out.err and "Traceback" not in out.err
     assert out.err.count("\n") == 1
+
+
+def test_the_learned_pair_answers_the_same_query(folder, tmp_path, toy_model_path, capsys):
+    rc = main(
+        [
+            "search-sketch",
+            str(folder),
+            "--template",
+            str(folder / "template"),
+            "--slice",
+            "5",
+            "--sketch",
+            str(_sketch(tmp_path / "l.png")),
+            "--json",
+            "--model",
+            str(toy_model_path),
+        ]
+    )
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    result = json.loads(out.out)
+    assert "priorsync-abnormality" in result["representation"] and result["weight"] == 0.5
+    assert 1 <= len(result["hits"]) <= 10
 
 
 def test_unreadable_archive_and_bad_slice(folder, tmp_path, toy_model_path, capsys):
