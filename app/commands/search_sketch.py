@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from app.ml.runtime.model import ModelError
     from app.ml.sketch.archive import ArchiveError
     from app.ml.sketch.models import SketchError
-    from app.ml.sketch.search import patient_key
+    from app.ml.sketch.search import patient_key, similar_slices
 
     if args.top < 1:
         _error("--top must be at least 1")
@@ -232,8 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if labels is None:
         # Similar slices: this level in *other* patients.
         own = patient_key(template.info, template.info.series_uid or template.source)
-        hits = index.query(anat_q, sketch_q, 0.0, k=args.top + 200)
-        hits = [h for h in hits if h.ref.patient_key != own][: args.top]
+        hits = similar_slices(index, anat_q, own, k=args.top)
     else:
         hits = index.query(anat_q, sketch_q, weight, k=args.top)
     result = {

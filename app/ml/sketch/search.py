@@ -44,6 +44,7 @@ __all__ = [
     "build_sketch_index",
     "dedupe_hits",
     "patient_key",
+    "similar_slices",
     "slice_refs",
 ]
 
@@ -522,6 +523,34 @@ class SketchIndex:
             if len(hits) >= k or k_fetch >= n:
                 return hits[:k]
             k_fetch = min(n, 4 * k_fetch)
+
+
+def similar_slices(
+    index: SketchIndex, anatomy_q: np.ndarray, exclude_patient: str | None, k: int = 20
+) -> list[SketchHit]:
+    """ "Find similar slices": this level in other patients, by anatomy alone (no sketch).
+
+    Parameters
+    ----------
+    index
+        The slices searched (an archive's, or the loaded series').
+    anatomy_q
+        ``(Da,)`` anatomy code of the slice shown.
+    exclude_patient
+        :func:`patient_key` of the slice's own patient (left out), or ``None``.
+    k
+        Hits wanted, one per patient and level.
+    """
+    if k < 1 or len(index) == 0:
+        return []
+    nothing = np.zeros(index.abnormality_dim, dtype=np.float32)
+    fetch = k
+    while True:
+        hits = index.query(anatomy_q, nothing, 0.0, k=fetch)
+        kept = [h for h in hits if h.ref.patient_key != exclude_patient]
+        if len(kept) >= k or len(hits) < fetch:
+            return kept[:k]
+        fetch *= 4
 
 
 def build_sketch_index(
