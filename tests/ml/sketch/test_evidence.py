@@ -61,12 +61,26 @@ def test_a_lung_mass_is_read_as_mass_and_only_there():
 
 
 def test_a_hypodense_spot_is_read_against_its_organ():
-    params = EvidenceParams()
+    params = EvidenceParams(mirror=False)
     clean = evidence_maps(_chest(), params, PIXEL_MM)
     lesion = evidence_maps(_with_hypo(), params, PIXEL_MM)
     assert clean[1].sum() == 0
     assert (lesion[1] > 0)[HYPO].mean() >= 0.5
     assert lesion[0].sum() == 0  # not a mass: it is not ringed by lung or fat
+
+
+def test_the_mirror_check_leaves_symmetric_spots_alone():
+    hu = _chest()
+    spots = _disc(48, 92, 3) | _disc(SIZE - 1 - 48, 92, 3)  # the same on both sides
+    hu[spots] = 0.0
+    plain = evidence_maps(hu, EvidenceParams(mirror=False), PIXEL_MM)
+    mirrored = evidence_maps(hu, EvidenceParams(mirror=True), PIXEL_MM)
+    assert (plain[1] > 0)[spots].mean() >= 0.5
+    assert (mirrored[1] > 0)[spots].sum() == 0
+    # A one-sided spot is still seen with the mirror check.
+    one = _chest()
+    one[_disc(48, 92, 3)] = 0.0
+    assert (evidence_maps(one, EvidenceParams(mirror=True), PIXEL_MM)[1] > 0).sum() > 0
 
 
 def test_channels_give_the_hu_back_inside_the_windows():
