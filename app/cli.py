@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-sketch": ("app.commands.train_sketch", "train the sketch-query models, export to ONNX"),
     "index": ("app.commands.index", "index a folder of CT series for sketch search"),
     "pacs": ("app.commands.pacs", "search and fetch studies on a PACS (DIMSE or DICOMweb)"),
+    "search-sketch": (
+        "app.commands.search_sketch",
+        "search an archive or folder by a template slice and a drawn sketch",
+    ),
     "eval-sketch": (
         "app.commands.eval_sketch",
         "evaluate sketch search on held-out inserted lesions and real tumours",

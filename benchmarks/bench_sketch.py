@@ -6,17 +6,22 @@ Usage::
 
 Archive vectors
     Anatomy codes are the shipped anatomy model's codes of every slice of the
-    available source volumes; abnormality codes are the shipped abnormality
-    model's codes of the same slices when that model exists, else random unit
-    vectors (said in the output). They are tiled up to ``--slices`` with small
-    Gaussian noise (sigma 0.05 per component, then re-normalised), in series of
+    available source volumes; abnormality codes are the chosen representation's
+    codes of the same slices (``--representation``: the shipped rule-based
+    lesion evidence by default, or the learned ONNX encoder; random unit vectors
+    when the learned models are missing, said in the output). They are tiled up
+    to ``--slices`` with small Gaussian noise (sigma 0.05 per component, then
+    re-normalised; lesion-evidence codes are tiled as they are, since noise
+    would give every slice evidence everywhere), in series of
     the source's length, 10 series per "patient", so the archive has the
     clustered structure of real data (many near-duplicate levels), which is
     what makes graph search and deduplication work hard.
 Queries
     A random stored slice's anatomy code (a template) and another random
-    slice's abnormality code (a sketch) with noise, the weight drawn in
-    [0.2, 0.8], k = 20, one hit per patient and level.
+    slice's abnormality code (a sketch) with noise (for lesion evidence: the
+    evidence part of a slice that has some, as a sketch code), the weight drawn
+    in [0.2, 0.8], k = 20, one hit per patient and level; with lesion evidence
+    the evidence-first ranking's second graph query is included.
 Figures
     p50 / p95 latency of :meth:`SketchIndex.query` through the hnswlib graph,
     and of the same call scoring exactly with numpy (the baseline, same run,
@@ -49,6 +54,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="cores to use (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-build", action="store_true", help="skip the archive build")
+    parser.add_argument("--representation", choices=("evidence", "learned"), default="evidence")
     args = parser.parse_args()
     _limit_threads(args.threads)
 
@@ -56,14 +62,14 @@ def main() -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from app.ml.runtime.model import EmbeddingModel, ModelError
-    from app.ml.sketch.models import SketchModels
+    from app.ml.sketch.representation import load_sketch_representation
     from app.ml.sketch.search import SketchIndex, SliceRef
     from app.sim.sources import available_sources, load_source
 
     rng = np.random.default_rng(args.seed)
     model = EmbeddingModel.load(device="cpu")
     try:
-        sketch_models: SketchModels | None = SketchModels.load(device="cpu")
+        sketch_models = load_sketch_representation(args.representation, device="cpu")
     except ModelError as exc:
         print(f"note: sketch models unavailable ({exc}); abnormality codes are random")
         sketch_models = None
@@ -102,8 +108,9 @@ def main() -> int:
         y = x + rng.normal(scale=0.05, size=x.shape).astype(np.float32)
         return y / np.linalg.norm(y, axis=1, keepdims=True)
 
+    floor = getattr(sketch_models, "evidence_floor", None)
     anat = noisy(a0[idx])
-    abn = noisy(b0[idx])
+    abn = b0[idx] if floor is not None else noisy(b0[idx])
     refs = []
     starts = np.cumsum([0, *lengths])
     for row in range(n):
@@ -123,7 +130,7 @@ def main() -> int:
                 float(j - starts[s]) * 2.5,
             )
         )
-    index = SketchIndex(anat.shape[1], db)
+    index = SketchIndex(anat.shape[1], db, evidence_floor=floor)
     index.add(refs, anat, abn)
     t = time.perf_counter()
     index.build_graph()
@@ -131,7 +138,16 @@ def main() -> int:
     print(f"archive: {n} slices; hnswlib graph built in {t_graph:.1f} s")
 
     qa = noisy(anat[rng.integers(0, n, args.queries)])
-    qb = noisy(abn[rng.integers(0, n, args.queries)])
+    if floor is not None:
+        seen = np.flatnonzero(np.linalg.norm(b0[:, :-1], axis=1) > 0)
+        qb = b0[rng.choice(seen, args.queries)].copy()
+        qb[:, -1] = 0.0
+        qb = noisy(np.abs(qb))
+        qb[:, -1] = 0.0
+        qb /= np.linalg.norm(qb, axis=1, keepdims=True)
+        print(f"  {len(seen)} of {len(b0)} base slices show some lesion evidence")
+    else:
+        qb = noisy(abn[rng.integers(0, n, args.queries)])
     ws = rng.uniform(0.2, 0.8, args.queries)
     # Warm-up (first-touch page faults, lazy allocations).
     for i in range(5):

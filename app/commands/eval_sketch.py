@@ -1,11 +1,14 @@
-"""``priorsync eval-sketch``: sketch-search accuracy on held-out lesions and real tumours.
+"""``priorsync eval-sketch``: sketch-search accuracy on a data role's lesions and real tumours.
 
-Prints hit@1, hit@10 and mAP for the models' default weight, the anatomy-only
-baseline (w = 0) and the sketch alone (w = 1), overall and per lesion class;
-``--json FILE`` writes every figure and per-query result. See
-:mod:`app.ml.evaluation.sketch`. Source volumes are fetched from PyPI when absent
-(as ``priorsync eval`` does); the real-tumour part needs the shared data
-folder's tumour masks and is reported as not run without them.
+Prints hit@1, hit@10 and mAP with bootstrap 95 % intervals for the
+representation's default weight, the anatomy-only baseline (w = 0) and the
+sketch alone (w = 1), overall and per lesion class, for inserted lesions, the
+role's real tumours and its visibly abnormal OpenKBP targets; ``--json FILE``
+writes every figure and per-query result. See :mod:`app.ml.evaluation.sketch`.
+``--role validation`` (with ``--sweep``) is for choosing settings; the test
+role (the default) is run once per shipped setting, for the report. The role's
+bodies, tumour masks and OpenKBP labels come from the shared data folder;
+what is missing is reported in the notes.
 
 Exit codes: 0 success, 2 no usable source volume, 3 a model is missing or corrupt.
 """
@@ -36,6 +39,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sketches-per-lesion", type=int, default=2, help="queries per lesion (default 2)"
     )
+    parser.add_argument(
+        "--role",
+        choices=("validation", "test"),
+        default="test",
+        help="data role evaluated (app/sim/roles.py): choose settings on validation, "
+        "report the test role once (default test)",
+    )
+    parser.add_argument(
+        "--openkbp",
+        type=int,
+        default=6,
+        metavar="N",
+        help="OpenKBP patients of the role to include (default 6)",
+    )
+    parser.add_argument(
+        "--openkbp-patients",
+        type=int,
+        default=None,
+        metavar="N",
+        help="simulated lesion patients per OpenKBP volume (default: --patients-per-volume)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also score weights 0.1 ... 0.9 (for choosing the default on validation)",
+    )
+    parser.add_argument(
+        "--compare",
+        choices=("evidence", "learned"),
+        default=None,
+        help="also score this representation on the same patients and sketches, at its own "
+        "default weight (figures named evidence/... or learned/...)",
+    )
     add_model_arguments(parser, cache=False, sketch=True)
 
 
@@ -48,8 +84,16 @@ def run(args: argparse.Namespace) -> int:
     from app.ml.evaluation.sketch import format_sketch_report, load_eval_sources, run_sketch_eval
     from app.ml.runtime.model import ModelError
 
-    if args.patients_per_volume < 1 or args.sketches_per_lesion < 1:
-        _error("--patients-per-volume and --sketches-per-lesion must be at least 1")
+    if (
+        args.patients_per_volume < 1
+        or args.sketches_per_lesion < 1
+        or args.openkbp < 0
+        or (args.openkbp_patients is not None and args.openkbp_patients < 1)
+    ):
+        _error(
+            "--patients-per-volume, --sketches-per-lesion and --openkbp-patients must be at "
+            "least 1, --openkbp at least 0"
+        )
         return EXIT_INPUT
     try:
         model, sketch_models = load_sketch_stack(args)
@@ -57,11 +101,28 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_MODEL
 
+    compare = {}
+    if args.compare is not None:
+        from app.ml.sketch.representation import load_sketch_representation
+
+        try:
+            compare[args.compare] = load_sketch_representation(args.compare, device=args.device)
+        except ModelError as exc:
+            _error(str(exc))
+            return EXIT_MODEL
+
     def progress(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
     try:
-        sources = load_eval_sources(progress)
+        sources = load_eval_sources(progress, role=args.role, openkbp_limit=args.openkbp)
+        weights = {
+            "default": float(sketch_models.default_weight),
+            "anatomy-only": 0.0,
+            "sketch-only": 1.0,
+        }
+        if args.sweep:
+            weights.update({f"w={w / 10:.1f}": w / 10 for w in range(1, 10)})
         report = run_sketch_eval(
             model,
             sketch_models,
@@ -70,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
             patients_per_volume=args.patients_per_volume,
             sketches_per_lesion=args.sketches_per_lesion,
             progress=progress,
+            weights=weights,
+            compare=compare,
+            openkbp_patients_per_volume=args.openkbp_patients,
         )
     except ValueError as exc:
         _error(str(exc))

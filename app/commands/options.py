@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from app.core.volume import Volume
     from app.ml.anatomy.index import IndexCache
     from app.ml.runtime.model import EmbeddingModel
+    from app.ml.sketch.evidence import LesionEvidence
     from app.ml.sketch.models import SketchModels
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,13 @@ def add_model_arguments(
             "--abnormality-model", type=Path, default=None, help="abnormality ONNX model"
         )
         parser.add_argument("--sketch-model", type=Path, default=None, help="sketch ONNX model")
+        parser.add_argument(
+            "--representation",
+            choices=("evidence", "learned"),
+            default=None,
+            help="abnormality representation: the learned ONNX pair (the default) or rule-based "
+            "lesion evidence (evidence-first ranking)",
+        )
     parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
@@ -55,19 +63,30 @@ def add_model_arguments(
         )
 
 
-def load_sketch_stack(args: argparse.Namespace) -> tuple[EmbeddingModel, SketchModels]:
-    """The anatomy and sketch-query models named by :func:`add_model_arguments` options.
+def load_sketch_stack(
+    args: argparse.Namespace,
+) -> tuple[EmbeddingModel, SketchModels | LesionEvidence]:
+    """The anatomy model and the sketch representation named by :func:`add_model_arguments`.
 
     Raises
     ------
     app.ml.runtime.model.ModelError
-        A model is missing, corrupt or does not fit the others.
+        A model is missing, corrupt or does not fit the others, or model files
+        were given with ``--representation evidence``.
     """
-    from app.ml.runtime.model import EmbeddingModel
-    from app.ml.sketch.models import SketchModels
+    from app.ml.runtime.model import EmbeddingModel, ModelError
+    from app.ml.sketch.representation import load_sketch_representation
 
     model = EmbeddingModel.load(args.model, device=args.device)
-    sketch_models = SketchModels.load(args.abnormality_model, args.sketch_model, device=args.device)
+    try:
+        sketch_models = load_sketch_representation(
+            getattr(args, "representation", None),
+            args.abnormality_model,
+            args.sketch_model,
+            device=args.device,
+        )
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
     return model, sketch_models
 
 

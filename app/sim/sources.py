@@ -30,6 +30,7 @@ __all__ = [
     "available_sources",
     "source_path",
     "load_source",
+    "openkbp_labels_path",
 ]
 
 TRAIN_VOLUMES: tuple[str, ...] = ("chest-angio", "upper-abdomen-dicom", "head-neck", "head")
@@ -78,11 +79,42 @@ _ORIGINS: dict[str, _Origin] = {
     "head": _Origin("head.nii.gz", "dicom2stl==0.5.0", "examples/Data/ct_example.nii.gz"),
 }
 assert set(_ORIGINS) == set(SOURCE_NAMES)
+# More bodies that exist only in the shared data folder (see its SOURCES.md; the
+# data roles of app.sim.roles name them); loadable by name, not in SOURCE_NAMES.
+_SHARED_ONLY: dict[str, _Origin] = {
+    "chest-4dlung": _Origin("chest-4dlung.nii.gz"),
+    "chest-nsclc": _Origin("chest-nsclc.nii.gz"),
+    "abdomen-pancreas": _Origin("abdomen-pancreas.nii.gz"),
+    "head-neck-chus": _Origin("head-neck-chus.nii.gz"),
+}
 
 _PIP_TIMEOUT_S = 600
 
 
+def _openkbp_origin(name: str) -> _Origin | None:
+    """``openkbp-NNN`` (:func:`app.sim.roles.openkbp_name`): ``openkbp/pt_NNN.nii.gz`` of the shared folder."""
+    from app.sim.roles import openkbp_number
+
+    number = openkbp_number(name)
+    return None if number is None else _Origin(f"openkbp/pt_{number:03d}.nii.gz")
+
+
+def openkbp_labels_path(name: str) -> Path | None:
+    """The label map beside an OpenKBP source in the shared folder, or ``None``."""
+    origin = _openkbp_origin(name)
+    shared = shared_data_dir()
+    if origin is None or shared is None:
+        return None
+    path = shared / origin.filename.replace(".nii.gz", ".labels.nii.gz")
+    return path if path.is_file() else None
+
+
 def _check_name(name: str) -> _Origin:
+    openkbp = _openkbp_origin(name)
+    if openkbp is not None:
+        return openkbp
+    if name in _SHARED_ONLY:
+        return _SHARED_ONLY[name]
     try:
         return _ORIGINS[name]
     except KeyError:

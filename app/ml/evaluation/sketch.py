@@ -1,9 +1,12 @@
-"""Held-out evaluation of sketch search: does a drawn lesion find the patient who has it?
+"""Evaluation of sketch search on a data role: does a drawn lesion find the patient who has it?
+
+Bodies come from a data role of :mod:`app.sim.roles` (``role="validation"`` to
+choose settings, ``role="test"`` once for the report); sketches are drawn on
+templates of the *training* bodies, never on an evaluated one.
 
 Part 1, inserted lesions
-    Every held-out volume (:data:`app.sim.sources.HOLDOUT_VOLUMES`) is
-    re-scanned into several simulated patients (``standard`` preset, no
-    simulator lesion), and each gets one lesion from
+    Every evaluated volume is re-scanned into several simulated patients
+    (``standard`` preset, no simulator lesion), and each gets one lesion from
     :func:`app.sim.lesions.insert_lesion_3d` (random class, size and site).
     The archive holds every slice of those patients plus the lesion-free
     originals as distractor patients. A query imitates a reader: the lesion's
@@ -14,24 +17,29 @@ Part 1, inserted lesions
     The mask is carried to the template through the model frame (same place
     relative to the body centre, same physical size).
 Part 2, real tumours
-    ``chest-lung1`` / ``chest-lung2`` with the tumour masks of the shared data
-    folder (when present): several tumour levels x several jittered "mass"
-    sketches on a template from another chest.
+    The role's bodies with a tumour mask in the shared data folder: several
+    tumour levels x several jittered "mass" sketches on a template from
+    another body.
+Part 3, OpenKBP targets
+    The role's OpenKBP patients whose PTV70 (gross disease) is visibly abnormal
+    by a fixed rule (:func:`visible_target_level`): one level, several jittered
+    sketches of the class the rule gives.
 
 Scoring, per query, over the exact full ranking of the archive
 (:meth:`~app.ml.sketch.search.SketchIndex.ranking`):
 
 * relevant = a slice of the right patient within 2 slices of the lesion's
-  central slice (part 2: of the tumour level; part 1's re-scans of a tumour
-  volume show the same tumour in the same body, so they are left out of that
-  volume's part-2 archive rather than counted as other patients);
+  central slice (parts 2 and 3: of the tumour level; part 1's re-scans of a
+  tumour volume show the same tumour in the same body, so they are left out of
+  that volume's archive for parts 2 and 3 rather than counted as other patients);
 * hit@k = a relevant slice among the first k results *as the user sees them*
   (one per patient and level, :func:`~app.ml.sketch.search.dedupe_hits`);
 * AP over the full, un-deduplicated ranking; mAP its mean.
 
 Each figure is given for the models' default weight, for the anatomy-only
 baseline (w = 0: what a "similar slices" search without the sketch gives) and
-for the sketch alone (w = 1).
+for the sketch alone (w = 1), with bootstrap 95 % intervals over queries (also
+of each weight's paired difference from anatomy only).
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
@@ -51,6 +60,9 @@ from app.ml.runtime.preprocess import input_to_slice_affine
 from app.ml.sketch.archive import code_volume
 from app.ml.sketch.models import SketchError, SketchModels
 from app.ml.sketch.search import SketchIndex, SliceRef
+
+if TYPE_CHECKING:
+    from app.ml.sketch.evidence import LesionEvidence
 
 if TYPE_CHECKING:
     from app.ml.runtime.model import EmbeddingModel
@@ -71,6 +83,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LEVEL_TOLERANCE_SLICES = 2
+BOOTSTRAP_RESAMPLES = 2000
+# OpenKBP label value of PTV70 (gross disease), see openkbp/README.md.
+OPENKBP_PTV70 = 10
+# A PTV70 counts as visibly abnormal when its soft tissue differs this much (HU)
+# from the same-class tissue around it (see visible_target_level).
+TARGET_MIN_DIFFERENCE_HU = 15.0
 _TEMPLATE_CANDIDATES = (
     "chest-angio",
     "chest-lung1",
@@ -126,12 +144,16 @@ class SourceSet:
         the names also appear in ``holdout`` when they are held out.
     notes
         What was missing or checked, for the report.
+    targets
+        Name -> (volume, OpenKBP PTV70 mask) of targets that pass the
+        visibility rule (:func:`visible_target_level`), for part 3.
     """
 
     holdout: dict[str, Volume]
     templates: dict[str, Volume]
     tumours: dict[str, tuple[Volume, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    targets: dict[str, tuple[Volume, np.ndarray]] = field(default_factory=dict)
 
 
 def _load_tumour(name: str, volume: Volume, notes: list[str]) -> np.ndarray | None:
@@ -140,8 +162,8 @@ def _load_tumour(name: str, volume: Volume, notes: list[str]) -> np.ndarray | No
     from app.paths import shared_data_dir
 
     shared = shared_data_dir()
-    path = shared / f"{name}.tumour-mask.nrrd" if shared is not None else None
-    if path is None or not path.is_file():
+    path = _tumour_mask_path(name) if shared is not None else None
+    if path is None:
         notes.append(f"{name}: no tumour mask (the shared data folder is absent or lacks it)")
         return None
     try:
@@ -176,18 +198,84 @@ def _load_tumour(name: str, volume: Volume, notes: list[str]) -> np.ndarray | No
     return mask
 
 
-def load_eval_sources(progress: Callable[[str], None] | None = None) -> SourceSet:
-    """The held-out volumes, template volumes and tumour masks available here.
+def _tumour_mask_path(name: str) -> Path | None:
+    from app.paths import shared_data_dir
 
-    Sources are fetched from PyPI where needed (as ``priorsync eval`` does);
-    those that only exist in the shared data folder are skipped with a note.
+    shared = shared_data_dir()
+    if shared is None:
+        return None
+    for suffix in (".tumour-mask.nrrd", ".tumour-mask.nii.gz"):
+        if (shared / f"{name}{suffix}").is_file():
+            return shared / f"{name}{suffix}"
+    return None
+
+
+def visible_target_level(
+    volume: Volume, target: np.ndarray, min_difference_hu: float = TARGET_MIN_DIFFERENCE_HU
+) -> tuple[int, str, float] | None:
+    """The slice where an OpenKBP PTV70 is visibly abnormal, its sketch class, and the contrast.
+
+    The rule (fixed before any figure was seen): on the slice of largest target
+    area, the mean HU of the target's soft tissue (-100 to 200 HU) must differ by
+    at least ``min_difference_hu`` from the mean of the same-class tissue in a
+    ring 3 to 10 mm around it; the
+    sketch class is ``hyperdense`` when the target is denser, ``hypodense``
+    otherwise. A PTV carries a margin of normal tissue, so most targets fail the
+    rule: those are left out, and the report says how many.
+
+    Returns
+    -------
+    tuple or None
+        ``(slice, class, difference_hu)``, or ``None`` when not visible.
+    """
+    areas = target.reshape(len(target), -1).sum(axis=1)
+    if areas.max() == 0:
+        return None
+    k = int(np.argmax(areas))
+    hu = volume.voxels[k].astype(np.float32)
+    mask = target[k].astype(np.uint8)
+    spacing = float(np.mean(volume.geometry.spacing[:2]))
+    inner = max(1, int(round(3.0 / spacing)))
+    outer = max(inner + 1, int(round(10.0 / spacing)))
+    disc = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))  # noqa: E731
+    ring = cv2.dilate(mask, disc(outer)).astype(bool) & ~cv2.dilate(mask, disc(inner)).astype(bool)
+    soft = (hu > -100) & (hu < 200)
+    inside_px, ring_px = hu[mask.astype(bool) & soft], hu[ring & soft]
+    if len(inside_px) < 20 or len(ring_px) < 20:
+        return None
+    diff = float(inside_px.mean() - ring_px.mean())
+    if abs(diff) < min_difference_hu:
+        return None
+    return k, ("hyperdense" if diff > 0 else "hypodense"), diff
+
+
+def load_eval_sources(
+    progress: Callable[[str], None] | None = None,
+    role: str | None = None,
+    openkbp_limit: int = 6,
+) -> SourceSet:
+    """The evaluated volumes, template volumes and tumour masks available here.
+
+    Parameters
+    ----------
+    progress
+        Called with a line of text per volume loaded.
+    role
+        ``"validation"`` or ``"test"`` (:mod:`app.sim.roles`): the role's named
+        bodies and its first ``openkbp_limit`` OpenKBP patients are evaluated,
+        sketches are drawn on templates of the *training* bodies, and the role's
+        tumours and visible OpenKBP targets (:func:`visible_target_level`) are
+        queried. ``None``: the former held-out set
+        (:data:`app.sim.sources.HOLDOUT_VOLUMES`, fetched from PyPI where needed).
+    openkbp_limit
+        OpenKBP patients of the role to use at most.
 
     Raises
     ------
     ValueError
-        No held-out volume can be had at all.
+        No volume to evaluate can be had at all, or an unknown role.
     """
-    from app.sim.sources import HOLDOUT_VOLUMES, SourceError, load_source
+    from app.sim.sources import HOLDOUT_VOLUMES, SourceError, load_source, openkbp_labels_path
 
     cache: dict[str, Volume | None] = {}
     notes: list[str] = []
@@ -203,19 +291,59 @@ def load_eval_sources(progress: Callable[[str], None] | None = None) -> SourceSe
                 cache[name] = None  # noted once, not retried
         return cache[name]
 
-    holdout = {n: v for n in HOLDOUT_VOLUMES if (v := get(n)) is not None}
+    targets: dict[str, tuple[Volume, np.ndarray]] = {}
+    if role is None:
+        names: tuple[str, ...] = HOLDOUT_VOLUMES
+        template_names: tuple[str, ...] = _TEMPLATE_CANDIDATES
+        tumour_names: tuple[str, ...] = ("chest-lung1", "chest-lung2")
+    else:
+        from app.sim import roles
+
+        if role not in ("validation", "test"):
+            raise ValueError(f"evaluate on the validation or test role, not {role!r}")
+        checked = cast(roles.Role, role)  # checked just above
+        named = roles.bodies(checked, openkbp=False)
+        kbp = [n for n in roles.bodies(checked) if roles.openkbp_number(n) is not None]
+        names = named + tuple(kbp[: max(0, openkbp_limit)])
+        template_names = roles.bodies("training", openkbp=False)
+        tumour_names = tuple(n for n in named if n in roles.TUMOUR_BODIES)
+    holdout = {n: v for n in names if (v := get(n)) is not None}
     if not holdout:
-        raise ValueError("no held-out CT volume is available to evaluate on: " + "; ".join(notes))
-    templates = {n: v for n in _TEMPLATE_CANDIDATES if (v := get(n)) is not None}
+        raise ValueError("no CT volume is available to evaluate on: " + "; ".join(notes))
+    templates = {n: v for n in template_names if (v := get(n)) is not None}
     tumours = {}
-    for name in ("chest-lung1", "chest-lung2"):
+    for name in tumour_names:
         vol = holdout.get(name)
         if vol is None:
             continue
         mask = _load_tumour(name, vol, notes)
         if mask is not None:
             tumours[name] = (vol, mask)
-    return SourceSet(holdout, templates, tumours, notes)
+    if role is not None:
+        from app.io.load import LoadError, load_volume
+
+        for name, vol in holdout.items():
+            labels_path = openkbp_labels_path(name)
+            if labels_path is None:
+                continue
+            try:
+                labels = load_volume(labels_path).voxels
+            except LoadError as exc:
+                notes.append(f"{name}: labels unreadable ({exc})")
+                continue
+            if labels.shape != vol.shape:
+                notes.append(f"{name}: labels on another grid; not used")
+                continue
+            target = labels == OPENKBP_PTV70
+            found = visible_target_level(vol, target)
+            if found is None:
+                notes.append(f"{name}: PTV70 not visibly abnormal by the rule; not queried")
+                continue
+            targets[name] = (vol, target)
+            notes.append(
+                f"{name}: PTV70 visible at slice {found[0]} ({found[1]}, {found[2]:+.0f} HU)"
+            )
+    return SourceSet(holdout, templates, tumours, notes, targets)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -289,20 +417,51 @@ class SketchEvalReport:
     skipped_queries: list[str]
     seconds: float
 
-    def summary(self, part: str, kind: str | None = None) -> dict[str, dict[str, float]]:
-        """``{weight name: {hit1, hit10, mAP, n}}`` over a part (and class)."""
+    def summary(
+        self, part: str, kind: str | None = None, n_boot: int = BOOTSTRAP_RESAMPLES
+    ) -> dict[str, dict[str, Any]]:
+        """``{weight name: {hit1, hit10, mAP, n, ci95}}`` over a part (and class).
+
+        ``ci95`` holds a bootstrap 95 % interval of each figure (resampling the
+        queries, ``n_boot`` times, fixed seed) as ``[low, high]``, and of each
+        weight's difference from the anatomy-only figure (``vs_anatomy``) when
+        an ``anatomy-only`` weight was scored: the queries are resampled together,
+        so the interval of a difference is paired.
+        """
         qs = [q for q in self.queries if q.part == part and (kind is None or q.kind == kind)]
-        out: dict[str, dict[str, float]] = {}
+        out: dict[str, dict[str, Any]] = {}
+        if not qs:
+            return out
+        rng = np.random.default_rng(12345)
+        draws = rng.integers(0, len(qs), size=(n_boot, len(qs)))
+        per_query: dict[str, dict[str, np.ndarray]] = {}
         for name in self.weights:
-            if not qs:
-                continue
-            aps = [q.ap[name] for q in qs if np.isfinite(q.ap[name])]
-            out[name] = {
-                "hit1": float(np.mean([q.hit1[name] for q in qs])),
-                "hit10": float(np.mean([q.hit10[name] for q in qs])),
-                "mAP": float(np.mean(aps)) if aps else float("nan"),
-                "n": len(qs),
+            per_query[name] = {
+                "hit1": np.array([q.hit1[name] for q in qs], dtype=np.float64),
+                "hit10": np.array([q.hit10[name] for q in qs], dtype=np.float64),
+                "mAP": np.array([q.ap[name] for q in qs], dtype=np.float64),
             }
+
+        def interval(values: np.ndarray) -> list[float]:
+            resampled = np.nanmean(values[draws], axis=1)
+            return [
+                float(np.nanpercentile(resampled, 2.5)),
+                float(np.nanpercentile(resampled, 97.5)),
+            ]
+
+        base = per_query.get("anatomy-only")
+        for name, figures in per_query.items():
+            entry: dict[str, Any] = {
+                metric: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+                for metric, v in figures.items()
+            }
+            entry["n"] = len(qs)
+            entry["ci95"] = {metric: interval(v) for metric, v in figures.items()}
+            if base is not None and name != "anatomy-only":
+                entry["vs_anatomy"] = {
+                    metric: interval(v - base[metric]) for metric, v in figures.items()
+                }
+            out[name] = entry
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -340,7 +499,7 @@ class _Patient:
     source: str
     volume: Volume
     anatomy: np.ndarray
-    abnormality: np.ndarray
+    abnormality: dict[str, np.ndarray]  # representation name ("" = the main one) -> codes
     source_z: np.ndarray  # per slice: level in the source's slice_z (mm)
     lesion: tuple[str, int, np.ndarray] | None = None  # (kind, central slice, labels)
     clean_anatomy: np.ndarray | None = None  # anatomy codes before the lesion
@@ -370,7 +529,7 @@ def _ranked_templates(
 
 def run_sketch_eval(
     model: EmbeddingModel,
-    sketch_models: SketchModels,
+    sketch_models: SketchModels | LesionEvidence,
     sources: SourceSet,
     seed: int = 0,
     patients_per_volume: int = 4,
@@ -379,6 +538,9 @@ def run_sketch_eval(
     sketches_per_tumour_level: int = 3,
     progress: Callable[[str], None] | None = None,
     sim_params: SimParams | None = None,
+    weights: dict[str, float] | None = None,
+    compare: dict[str, Any] | None = None,
+    openkbp_patients_per_volume: int | None = None,
 ) -> SketchEvalReport:
     """Run both parts of the sketch evaluation (see the module docstring).
 
@@ -401,6 +563,15 @@ def run_sketch_eval(
     sim_params
         How lesion patients are re-scanned; the ``standard`` preset without
         the simulator's own lesion when ``None``.
+    weights
+        Name -> weight to score every query at; the models' default, anatomy
+        only (0) and sketch only (1) when ``None`` (a validation sweep passes more).
+    openkbp_patients_per_volume
+        Simulated lesion patients per OpenKBP volume (small 128^3 scans, cheap
+        to simulate); ``patients_per_volume`` when ``None``.
+    compare
+        Name -> another abnormality representation scored on the very same
+        patients and sketches; its figures are named ``"<name>/<weight name>"``.
 
     Raises
     ------
@@ -415,19 +586,50 @@ def run_sketch_eval(
     say = progress or (lambda _m: None)
     rng = np.random.default_rng([seed, 6])
     spec = sketch_models.spec
-    weights = {
-        "default": float(sketch_models.default_weight),
-        "anatomy-only": 0.0,
-        "sketch-only": 1.0,
-    }
+    weights = (
+        dict(weights)
+        if weights
+        else {
+            "default": float(sketch_models.default_weight),
+            "anatomy-only": 0.0,
+            "sketch-only": 1.0,
+        }
+    )
     notes = list(sources.notes)
     skipped: list[str] = []
+    reps: dict[str, Any] = {"": sketch_models, **(compare or {})}
+    base_weights = dict(weights)
 
-    def codes(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    def rep_weight(r: str, bname: str, w: float) -> float:
+        # "default" means each representation's own default weight.
+        return float(reps[r].default_weight) if (r and bname == "default") else w
+
+    weights = {
+        (b if r == "" else f"{r}/{b}"): rep_weight(r, b, w)
+        for r in reps
+        for b, w in base_weights.items()
+    }
+
+    def codes(volume: Volume) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         coded = code_volume(volume, model, sketch_models, with_thumbnails=False)
-        return coded.anatomy, coded.abnormality
+        abn = {"": coded.abnormality}
+        for r, other in reps.items():
+            if r:
+                abn[r] = other.abnormality_vectors(volume)
+        return coded.anatomy, abn
 
-    templates = {name: codes(v)[0] for name, v in sources.templates.items()}
+    def new_index(r: str) -> SketchIndex:
+        other = reps[r]
+        return SketchIndex(
+            model.embedding_dim,
+            other.abnormality_dim,
+            evidence_floor=getattr(other, "evidence_floor", None),
+        )
+
+    templates = {
+        name: code_volume(v, model, sketch_models, with_thumbnails=False).anatomy
+        for name, v in sources.templates.items()
+    }
     for name in sources.holdout:
         if not set(templates) - {name}:
             raise ValueError(f"no template volume other than {name} itself to draw sketches on")
@@ -435,13 +637,18 @@ def run_sketch_eval(
     # ---- patients: originals (distractors / tumour patients) and lesion patients
     params = sim_params or dataclasses.replace(SIM_PRESETS["standard"], lesion_probability=0.0)
     patients: list[_Patient] = []
+    from app.sim.roles import openkbp_number
+
     for name, vol in sources.holdout.items():
         a, b = codes(vol)
         patients.append(_Patient(f"{name}/original", name, vol, a, b, vol.slice_z.copy()))
-        for i in range(patients_per_volume):
-            say(f"{name}: simulating lesion patient {i + 1}/{patients_per_volume}")
+        n_patients = patients_per_volume
+        if openkbp_patients_per_volume is not None and openkbp_number(name) is not None:
+            n_patients = openkbp_patients_per_volume
+        for i in range(n_patients):
+            say(f"{name}: simulating lesion patient {i + 1}/{n_patients}")
             sim = simulate_followup(vol, params, rng)
-            clean_a, _ = codes(sim.volume)
+            clean_a = code_volume(sim.volume, model, sketch_models, with_thumbnails=False).anatomy
             # Lesion levels a reader could find a template for.
             best_cos = np.max(
                 [np.max(c @ clean_a.T, axis=0) for t, c in templates.items() if t != name], axis=0
@@ -482,24 +689,29 @@ def run_sketch_eval(
                 )
             )
 
-    index = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim)
+    indexes = {r: new_index(r) for r in reps}
     offsets: dict[str, int] = {}
     for p in patients:
-        offsets[p.key] = len(index)
-        index.add(_refs(p), p.anatomy, p.abnormality)
+        offsets[p.key] = len(indexes[""])
+        for r, idx in indexes.items():
+            idx.add(_refs(p), p.anatomy, p.abnormality[r])
+    index = indexes[""]
     row_patient = np.array([r.patient_key for r in index.refs])
     row_slice = np.array([r.slice_index for r in index.refs])
     queries: list[QueryResult] = []
 
     def score(
-        search: SketchIndex,
+        searches: dict[str, SketchIndex],
         query: QueryResult,
         anat_q: np.ndarray,
-        sketch_q: np.ndarray,
+        sketch_qs: dict[str, np.ndarray],
         relevant: np.ndarray,
     ) -> None:
         query.n_relevant = int(relevant.sum())
-        for wname, w in weights.items():
+        for r, bname, w0 in ((r, b, w) for r in reps for b, w in base_weights.items()):
+            wname = bname if r == "" else f"{r}/{bname}"
+            w = rep_weight(r, bname, w0)
+            search, sketch_q = searches[r], sketch_qs[r]
             order, _ = search.ranking(anat_q, sketch_q, w)
             rel_sorted = relevant[order]
             query.ap[wname] = average_precision(rel_sorted)
@@ -513,7 +725,7 @@ def run_sketch_eval(
 
     def sketch_query(
         mask: np.ndarray, src: Volume, k: int, clean_anat: np.ndarray, exclude: str, kind: str
-    ) -> tuple[np.ndarray, np.ndarray, str, int, float] | str:
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], str, int, float] | str:
         """The query (template anatomy, sketch code, template, slice, cosine), or why not.
 
         Templates are tried best-matching first: the lesion may fall outside a
@@ -531,11 +743,14 @@ def run_sketch_eval(
             for _ in range(_SKETCH_TRIES):
                 drawn = sketch_from_mask(on_template, rng, pixel_mm=pixel_mm)
                 try:
-                    vec = sketch_models.sketch_vector(tvol, kt, drawn.astype(np.uint8) * label)
+                    vecs = {
+                        r: other.sketch_vector(tvol, kt, drawn.astype(np.uint8) * label)
+                        for r, other in reps.items()
+                    }
                 except SketchError as exc:
                     why = f"on {tname} slice {kt}: {exc}"
                     continue
-                return templates[tname][kt], vec, tname, kt, cos
+                return templates[tname][kt], vecs, tname, kt, cos
         return why
 
     # ---- part 1: inserted lesions
@@ -555,52 +770,67 @@ def run_sketch_eval(
                 continue
             anat_q, vec, tname, kt, cos = made
             q = QueryResult("inserted", kind, p.key, tname, centre, kt, cos, 0)
-            score(index, q, anat_q, vec, relevant)
+            score(indexes, q, anat_q, vec, relevant)
 
     # ---- part 2: real tumours. Re-scans of the tumour volume (part 1's lesion
     # patients made from it) show the same tumour in the same body: they would
     # be the same patient on another date, so they leave this part's archive
     # and only the tumour patient's own slices are relevant.
     part2_sizes: dict[str, int] = {}
-    for name, (vol, mask) in sources.tumours.items():
+    real_lesions = [("tumour", name, vol, mask) for name, (vol, mask) in sources.tumours.items()]
+    real_lesions += [("target", name, vol, mask) for name, (vol, mask) in sources.targets.items()]
+    for part, name, vol, mask in real_lesions:
         orig_key = f"{name}/original"
         if orig_key not in offsets:
             continue
         orig = next(p for p in patients if p.key == orig_key)
         members = [p for p in patients if p.source != name or p.key == orig_key]
-        index2 = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim)
+        indexes2 = {r: new_index(r) for r in reps}
         for p in members:
-            index2.add(_refs(p), p.anatomy, p.abnormality)
+            for r, idx in indexes2.items():
+                idx.add(_refs(p), p.anatomy, p.abnormality[r])
+        index2 = indexes2[""]
         part2_sizes[name] = len(index2)
         row_patient2 = np.array([r.patient_key for r in index2.refs])
         row_slice2 = np.array([r.slice_index for r in index2.refs])
-        areas = mask.reshape(len(mask), -1).sum(axis=1)
-        big = np.flatnonzero(areas >= 0.3 * areas.max())
-        picks = np.round(np.linspace(big.min(), big.max(), tumour_levels)).astype(int)
-        levels = sorted({int(big[np.argmin(np.abs(big - k))]) for k in picks})
+        if part == "tumour":
+            kind = "mass"
+            areas = mask.reshape(len(mask), -1).sum(axis=1)
+            big = np.flatnonzero(areas >= 0.3 * areas.max())
+            picks = np.round(np.linspace(big.min(), big.max(), tumour_levels)).astype(int)
+            levels = sorted({int(big[np.argmin(np.abs(big - k))]) for k in picks})
+        else:
+            found = visible_target_level(vol, mask)
+            if found is None:
+                continue
+            levels, kind = [found[0]], found[1]
         for level in levels:
-            say(f"part 2: {name} tumour level {level}")
+            say(f"{part}: {name} level {level}")
             relevant = (row_patient2 == orig_key) & (
                 np.abs(row_slice2 - level) <= LEVEL_TOLERANCE_SLICES
             )
             for s in range(sketches_per_tumour_level):
-                made = sketch_query(mask[level], vol, level, orig.anatomy[level], name, "mass")
+                made = sketch_query(mask[level], vol, level, orig.anatomy[level], name, kind)
                 if isinstance(made, str):
                     skipped.append(f"{name} level {level} sketch {s}: {made}")
                     continue
                 anat_q, vec, tname, kt, cos = made
-                q = QueryResult("tumour", "mass", orig_key, tname, level, kt, cos, 0)
-                score(index2, q, anat_q, vec, relevant)
+                q = QueryResult(part, kind, orig_key, tname, level, kt, cos, 0)
+                score(indexes2, q, anat_q, vec, relevant)
     if not sources.tumours:
         notes.append("part 2 (real tumours) not run: no tumour masks available")
     for name, size in part2_sizes.items():
         notes.append(
-            f"part 2 archive for {name}: {size} slices (part 1's archive less the re-scans of {name})"
+            f"real-lesion archive for {name}: {size} slices "
+            f"(part 1's archive less the re-scans of {name})"
         )
 
     n_lesion = sum(p.lesion is not None for p in patients)
     return SketchEvalReport(
-        models=f"{model.identity}; {sketch_models.identity}",
+        models="; ".join(
+            [model.identity, sketch_models.identity]
+            + [f"{r}: {o.identity}" for r, o in reps.items() if r]
+        ),
         seed=seed,
         weights=weights,
         archive_slices={"all": len(index)},
@@ -628,21 +858,27 @@ def format_sketch_report(report: SketchEvalReport) -> str:
         "hit@k: a slice of the right patient within ±2 slices of the lesion among the first k "
         "results shown (one per patient and level); mAP over the full exact ranking",
     ]
-    titles = {"inserted": "Part 1: inserted lesions", "tumour": "Part 2: real tumours"}
-    for part in ("inserted", "tumour"):
+    titles = {
+        "inserted": "Part 1: inserted lesions",
+        "tumour": "Part 2: real tumours",
+        "target": "Part 3: visible OpenKBP PTV70 targets",
+    }
+    for part in ("inserted", "tumour", "target"):
         if not any(q.part == part for q in report.queries):
             continue
         lines += ["", titles[part]]
-        lines.append(f"{'class':<12}{'weight':<22}{'n':>4}{'hit@1':>8}{'hit@10':>8}{'mAP':>8}")
+        lines.append(f"{'class':<12}{'weight':<22}{'n':>4}{'hit@1':>18}{'hit@10':>18}{'mAP':>20}")
         kinds = [None, *sorted({q.kind for q in report.queries if q.part == part})]
         for kind in kinds:
             summary = report.summary(part, kind)
             for wname, s in summary.items():
                 label = f"{wname} (w={report.weights[wname]:.2f})"
-                lines.append(
-                    f"{kind or 'all':<12}{label:<22}{int(s['n']):>4}{s['hit1']:>8.2f}"
-                    f"{s['hit10']:>8.2f}{s['mAP']:>8.3f}"
+                ci = s["ci95"]
+                cells = "".join(
+                    f"{s[m]:>7.{d}f} [{ci[m][0]:.{d}f},{ci[m][1]:.{d}f}]"
+                    for m, d in (("hit1", 2), ("hit10", 2), ("mAP", 3))
                 )
+                lines.append(f"{kind or 'all':<12}{label:<22}{int(s['n']):>4}{cells}")
     if report.notes:
         lines += ["", "notes:"] + [f"  {n}" for n in report.notes]
     if report.skipped_queries:

@@ -49,6 +49,9 @@ from app.core.imaging import BODY_THRESHOLD_HU, SOFT_TISSUE_WINDOW, window_to_ui
 from app.io.errors import Cancelled, LoadError
 from app.ml.runtime.preprocess import prepare_hu_slices, window_channels
 from app.ml.sketch.search import SketchIndex, SliceRef, patient_key, slice_refs
+
+if TYPE_CHECKING:
+    from app.ml.sketch.evidence import LesionEvidence
 from app.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -149,7 +152,7 @@ class CodedVolume:
 def code_volume(
     volume: Volume,
     model: EmbeddingModel,
-    sketch_models: SketchModels,
+    sketch_models: SketchModels | LesionEvidence,
     with_thumbnails: bool = True,
     tick: Callable[[int], None] | None = None,
 ) -> CodedVolume:
@@ -264,7 +267,7 @@ def build_archive(
     folder: Path | str,
     out_dir: Path | str | None = None,
     model: EmbeddingModel | None = None,
-    sketch_models: SketchModels | None = None,
+    sketch_models: SketchModels | LesionEvidence | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> ArchiveReport:
@@ -333,7 +336,8 @@ def build_archive(
             else:
                 usable.append(ref)
     total = sum(r.n_slices for r in usable)
-    index = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim)
+    floor = getattr(sketch_models, "evidence_floor", None)
+    index = SketchIndex(model.embedding_dim, sketch_models.abnormality_dim, evidence_floor=floor)
     jpegs: list[bytes] = []
     patients: set[str] = set()
     n_series = 0
@@ -398,6 +402,7 @@ def build_archive(
         },
         "anatomy_dim": index.anatomy_dim,
         "abnormality_dim": index.abnormality_dim,
+        "evidence_floor": index.evidence_floor,
         "counts": {
             "patients": len(patients),
             "series": n_series,
@@ -508,6 +513,8 @@ class Archive:
             anatomy_dim = int(manifest["anatomy_dim"])
             abnormality_dim = int(manifest["abnormality_dim"])
             n_slices = int(manifest["counts"]["slices"])
+            raw_floor = manifest.get("evidence_floor")
+            floor = None if raw_floor is None else float(raw_floor)
         except (KeyError, TypeError, ValueError):
             raise cls._damaged(path, "incomplete manifest") from None
         cls._check_models(path, models, model, sketch_models)
@@ -542,7 +549,7 @@ class Archive:
             and offsets[-1] == thumbs_size
         ):
             raise cls._damaged(path, "its parts do not agree")
-        index = SketchIndex(anatomy_dim, abnormality_dim)
+        index = SketchIndex(anatomy_dim, abnormality_dim, evidence_floor=floor)
         try:
             index.add(refs, anat, abn)
             index.load_graph(path / "graph.bin")

@@ -38,6 +38,7 @@ __all__ = [
     "SKETCH_MODEL_NAME",
     "SketchError",
     "SketchModels",
+    "check_sketch_labels",
     "default_sketch_model_paths",
 ]
 
@@ -66,6 +67,47 @@ def default_sketch_model_paths() -> tuple[Path, Path]:
         Path(abn) if abn else models_dir() / ABNORMALITY_MODEL_NAME,
         Path(sk) if sk else models_dir() / SKETCH_MODEL_NAME,
     )
+
+
+def check_sketch_labels(
+    volume: Volume, k: int, labels: np.ndarray, classes: tuple[str, ...]
+) -> None:
+    """Raise :class:`SketchError` when a sketch cannot be searched for.
+
+    Parameters
+    ----------
+    volume
+        The template series the sketch was drawn on.
+    k
+        The template slice.
+    labels
+        ``(rows, cols)`` label image: 0 background, ``1..len(classes)`` lesion classes.
+    classes
+        The lesion class names.
+    """
+    labels = np.asarray(labels)
+    rows, cols = volume.voxels.shape[1:]
+    if labels.ndim != 2 or labels.shape != (rows, cols):
+        raise SketchError(
+            f"the sketch is {'x'.join(map(str, labels.shape))} pixels but the template "
+            f"slice is {rows}x{cols}: draw it on the template shown"
+        )
+    if not 0 <= int(k) < volume.n_slices:
+        raise SketchError(f"slice {k} is not in the template ({volume.n_slices} slices)")
+    drawn = labels != 0
+    n_drawn = int(drawn.sum())
+    if n_drawn == 0:
+        raise SketchError("Draw the abnormality first: the sketch is empty")
+    if labels.min() < 0 or labels.max() > len(classes):
+        raise SketchError(
+            f"the sketch holds label values outside 0..{len(classes)} ({', '.join(classes)})"
+        )
+    inside = int((drawn & body_mask(volume.voxels[int(k)])).sum())
+    if inside < MIN_INSIDE_BODY * n_drawn:
+        raise SketchError(
+            f"The sketch lies outside the body ({100 * inside / n_drawn:.0f} % of it on the "
+            "patient): draw the abnormality inside the body"
+        )
 
 
 def _metadata_classes(meta: dict[str, str], path: Path) -> tuple[str, ...]:
@@ -276,41 +318,8 @@ class SketchModels:
         )
 
     def check_sketch(self, volume: Volume, k: int, labels: np.ndarray) -> None:
-        """Raise :class:`SketchError` when a sketch cannot be searched for.
-
-        Parameters
-        ----------
-        volume
-            The template series the sketch was drawn on.
-        k
-            The template slice.
-        labels
-            ``(rows, cols)`` label image: 0 background, ``1..len(classes)`` lesion classes.
-        """
-        labels = np.asarray(labels)
-        rows, cols = volume.voxels.shape[1:]
-        if labels.ndim != 2 or labels.shape != (rows, cols):
-            raise SketchError(
-                f"the sketch is {'x'.join(map(str, labels.shape))} pixels but the template "
-                f"slice is {rows}x{cols}: draw it on the template shown"
-            )
-        if not 0 <= int(k) < volume.n_slices:
-            raise SketchError(f"slice {k} is not in the template ({volume.n_slices} slices)")
-        drawn = labels != 0
-        n_drawn = int(drawn.sum())
-        if n_drawn == 0:
-            raise SketchError("Draw the abnormality first: the sketch is empty")
-        if labels.min() < 0 or labels.max() > len(self.classes):
-            raise SketchError(
-                f"the sketch holds label values outside 0..{len(self.classes)} "
-                f"({', '.join(self.classes)})"
-            )
-        inside = int((drawn & body_mask(volume.voxels[int(k)])).sum())
-        if inside < MIN_INSIDE_BODY * n_drawn:
-            raise SketchError(
-                f"The sketch lies outside the body ({100 * inside / n_drawn:.0f} % of it on the "
-                "patient): draw the abnormality inside the body"
-            )
+        """Raise :class:`SketchError` when a sketch cannot be searched for (:func:`check_sketch_labels`)."""
+        check_sketch_labels(volume, k, labels, self.classes)
 
     def sketch_input(self, volume: Volume, k: int, labels: np.ndarray) -> np.ndarray:
         """The checked sketch in the model frame, ``(len(classes), S, S)`` coverage."""

@@ -44,6 +44,7 @@ __all__ = [
     "build_sketch_index",
     "dedupe_hits",
     "patient_key",
+    "similar_slices",
     "slice_refs",
 ]
 
@@ -107,6 +108,9 @@ class SliceRef:
         Slices in the series.
     z_mm
         The slice's position along the slice normal (``Volume.slice_z``).
+    position
+        LPS position (mm) of the slice's first voxel (``Volume.slice_positions``),
+        or ``None`` in archives written before it was recorded.
     """
 
     patient_key: str
@@ -118,6 +122,7 @@ class SliceRef:
     slice_index: int
     n_slices: int
     z_mm: float
+    position: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (:meth:`from_dict` reads it back)."""
@@ -136,7 +141,15 @@ class SliceRef:
             slice_index=int(data["slice_index"]),
             n_slices=int(data["n_slices"]),
             z_mm=float(data["z_mm"]),
+            position=_position(data.get("position")),
         )
+
+
+def _position(raw: Any) -> tuple[float, float, float] | None:
+    if raw is None:
+        return None
+    x, y, z = (float(v) for v in raw)
+    return (x, y, z)
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,7 @@ def slice_refs(volume: Volume, series_key: str | None = None) -> list[SliceRef]:
     label = info.patient_name or info.patient_id
     z = volume.slice_z
     n = volume.n_slices
+    positions = np.asarray(volume.slice_positions, dtype=np.float64)
     return [
         SliceRef(
             patient_key=pkey,
@@ -186,6 +200,11 @@ def slice_refs(volume: Volume, series_key: str | None = None) -> list[SliceRef]:
             slice_index=k,
             n_slices=n,
             z_mm=float(z[k]),
+            position=(
+                round(float(positions[k, 0]), 3),
+                round(float(positions[k, 1]), 3),
+                round(float(positions[k, 2]), 3),
+            ),
         )
         for k in range(n)
     ]
@@ -261,16 +280,28 @@ class SketchIndex:
         Lengths of the two codes.
     exact_below
         Sets smaller than this are always scored exactly.
+    evidence_floor
+        With a representation whose abnormality score is 0 where a slice shows no
+        evidence of the sketched lesion (:class:`~app.ml.sketch.evidence.LesionEvidence`):
+        at every weight above 0, slices scoring at most this ranks below every
+        slice scoring more, whatever their anatomy (a query never ranks a slice
+        for showing no lesion). ``None`` (a learned code, whose cosines carry no
+        such zero): plain combined-score order.
     """
 
     def __init__(
-        self, anatomy_dim: int, abnormality_dim: int, exact_below: int = EXACT_BELOW
+        self,
+        anatomy_dim: int,
+        abnormality_dim: int,
+        exact_below: int = EXACT_BELOW,
+        evidence_floor: float | None = None,
     ) -> None:
         if anatomy_dim < 1 or abnormality_dim < 1:
             raise ValueError("code lengths must be positive")
         self.anatomy_dim = int(anatomy_dim)
         self.abnormality_dim = int(abnormality_dim)
         self.exact_below = int(exact_below)
+        self.evidence_floor = None if evidence_floor is None else float(evidence_floor)
         self.refs: list[SliceRef] = []
         self._anat = np.zeros((0, self.anatomy_dim), dtype=np.float32)
         self._abn = np.zeros((0, self.abnormality_dim), dtype=np.float32)
@@ -385,29 +416,52 @@ class SketchIndex:
         sb = self._abn @ b
         return (1.0 - w) * sa + w * sb, sa, sb
 
+    def _tiered(self, weight: float) -> bool:
+        return self.evidence_floor is not None and float(weight) > 0.0
+
+    def _order(self, combined: np.ndarray, sb: np.ndarray, weight: float) -> np.ndarray:
+        """Best first: by combined score, slices with evidence ahead when tiered (stable)."""
+        if not self._tiered(weight):
+            return np.argsort(-combined, kind="stable")
+        assert self.evidence_floor is not None
+        no_evidence = sb <= self.evidence_floor
+        # lexsort: last key first; stable for ties (e.g. identical slices).
+        return np.lexsort((-combined, no_evidence))
+
     def ranking(
         self, anatomy_q: np.ndarray, sketch_q: np.ndarray, weight: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every stored row, best first, with its exact combined score (for evaluation)."""
-        combined, _, _ = self.scores(anatomy_q, sketch_q, weight)
-        # Stable order so ties (e.g. identical slices) rank reproducibly.
-        order = np.argsort(-combined, kind="stable")
+        combined, _, sb = self.scores(anatomy_q, sketch_q, weight)
+        order = self._order(combined, sb, weight)
         return order, combined[order]
 
     def _candidates(
-        self, a: np.ndarray, b: np.ndarray, w: float, k_fetch: int, exact: bool
+        self, a: np.ndarray, b: np.ndarray, w: float, k_fetch: int, exact: bool, k_wanted: int
     ) -> np.ndarray:
         n = len(self.refs)
         if exact:
-            combined = (1.0 - w) * (self._anat @ a) + w * (self._abn @ b)
+            sb = self._abn @ b
+            combined = (1.0 - w) * (self._anat @ a) + w * sb
             if k_fetch >= n:
-                return np.argsort(-combined, kind="stable")
+                return self._order(combined, sb, w)
+            if self._tiered(w):
+                assert self.evidence_floor is not None
+                # Evidence first: push the slices without it below every other.
+                combined = np.where(sb > self.evidence_floor, combined, combined - 4.0)
             top = np.argpartition(-combined, k_fetch - 1)[:k_fetch]
             return top[np.argsort(-combined[top], kind="stable")]
         graph = self._ensure_graph()
         q = np.concatenate([(1.0 - w) * a, w * b]).astype(np.float32)[np.newaxis]
         labels, _ = graph.knn_query(q, k=k_fetch, num_threads=1)
-        return labels[0].astype(np.int64)
+        rows = labels[0].astype(np.int64)
+        if self._tiered(w) and int(np.sum(self._abn[rows] @ b > self.evidence_floor)) < k_wanted:
+            # Too few slices with evidence under the sketch among the combined
+            # query's: add those with the most, whatever their anatomy.
+            qb = np.concatenate([np.zeros_like(a), b]).astype(np.float32)[np.newaxis]
+            extra, _ = graph.knn_query(qb, k=k_fetch, num_threads=1)
+            rows = np.unique(np.concatenate([rows, extra[0].astype(np.int64)]))
+        return rows
 
     def query(
         self,
@@ -448,12 +502,12 @@ class SketchIndex:
         # Fetch many more than k: duplicates of one lesion crowd the raw ranking.
         k_fetch = min(n, max(10 * k, 100) if one_per_patient_level else k)
         while True:
-            rows = self._candidates(a, b, w, k_fetch, exact)
+            rows = self._candidates(a, b, w, k_fetch, exact, k)
             sa = self._anat[rows] @ a
             sb = self._abn[rows] @ b
             combined = (1.0 - w) * sa + w * sb
             # The graph's order is approximate: re-sort by the exact score.
-            order = np.argsort(-combined, kind="stable")
+            order = self._order(combined, sb, w)
             hits = [
                 SketchHit(
                     self.refs[int(rows[i])],
@@ -469,6 +523,34 @@ class SketchIndex:
             if len(hits) >= k or k_fetch >= n:
                 return hits[:k]
             k_fetch = min(n, 4 * k_fetch)
+
+
+def similar_slices(
+    index: SketchIndex, anatomy_q: np.ndarray, exclude_patient: str | None, k: int = 20
+) -> list[SketchHit]:
+    """ "Find similar slices": this level in other patients, by anatomy alone (no sketch).
+
+    Parameters
+    ----------
+    index
+        The slices searched (an archive's, or the loaded series').
+    anatomy_q
+        ``(Da,)`` anatomy code of the slice shown.
+    exclude_patient
+        :func:`patient_key` of the slice's own patient (left out), or ``None``.
+    k
+        Hits wanted, one per patient and level.
+    """
+    if k < 1 or len(index) == 0:
+        return []
+    nothing = np.zeros(index.abnormality_dim, dtype=np.float32)
+    fetch = k
+    while True:
+        hits = index.query(anatomy_q, nothing, 0.0, k=fetch)
+        kept = [h for h in hits if h.ref.patient_key != exclude_patient]
+        if len(kept) >= k or len(hits) < fetch:
+            return kept[:k]
+        fetch *= 4
 
 
 def build_sketch_index(
@@ -511,7 +593,11 @@ def build_sketch_index(
     dims = {np.asarray(a).shape[-1] for a in anatomy}
     if len(dims) > 1:
         raise ValueError("the series' anatomy codes have different lengths")
-    index = SketchIndex(dims.pop() if dims else 1, models.abnormality_dim)
+    index = SketchIndex(
+        dims.pop() if dims else 1,
+        models.abnormality_dim,
+        evidence_floor=getattr(models, "evidence_floor", None),
+    )
     done = 0
     for volume, anat, key in zip(volumes, anatomy, keys, strict=True):
         if np.asarray(anat).shape[0] != volume.n_slices:

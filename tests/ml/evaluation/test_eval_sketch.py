@@ -16,8 +16,10 @@ from app.ml.evaluation.sketch import (
     hit_at_k,
     run_sketch_eval,
     transfer_mask,
+    visible_target_level,
 )
 from app.ml.runtime.preprocess import InputSpec, body_centroids
+from app.ml.sketch.evidence import LesionEvidence
 
 
 def test_average_precision_known_values():
@@ -79,12 +81,14 @@ def tiny_report(toy_model, toy_sketch_models):
         tumour_levels=2,
         sketches_per_tumour_level=2,
         sim_params=params,
+        compare={"evidence": LesionEvidence()},
     )
 
 
 def test_tiny_run_scores_every_query(tiny_report):
     r = tiny_report
-    assert set(r.weights) == {"default", "anatomy-only", "sketch-only"}
+    plain = {"default", "anatomy-only", "sketch-only"}
+    assert set(r.weights) == plain | {f"evidence/{w}" for w in plain}
     assert r.weights["anatomy-only"] == 0.0 and r.weights["default"] == 0.5
     inserted = [q for q in r.queries if q.part == "inserted"]
     tumour = [q for q in r.queries if q.part == "tumour"]
@@ -111,8 +115,16 @@ def test_tiny_run_report_and_json(tiny_report):
     assert "anatomy-only (w=0.00)" in text
     data = json.loads(json.dumps(tiny_report.to_dict()))
     summary = data["summary"]["inserted"]["all"]
-    assert set(summary) == {"default", "anatomy-only", "sketch-only"}
+    assert {"default", "anatomy-only", "sketch-only", "evidence/default"} <= set(summary)
     assert 0.0 <= summary["default"]["hit1"] <= summary["default"]["hit10"] <= 1.0
+    for name, figures in summary.items():
+        for metric in ("hit1", "hit10", "mAP"):
+            low, high = figures["ci95"][metric]
+            assert low <= figures[metric] <= high
+        if name != "anatomy-only":
+            assert set(figures["vs_anatomy"]) == {"hit1", "hit10", "mAP"}
+    # The anatomy-only figures do not depend on the representation.
+    assert summary["evidence/anatomy-only"]["mAP"] == summary["anatomy-only"]["mAP"]
     assert data["notes"][0] == "test sources"
 
 
@@ -149,3 +161,18 @@ def test_tumour_masks_are_read_like_the_image_and_checked(tmp_path, monkeypatch)
     write_volume_file(other, tmp_path / "z.tumour-mask.nrrd")
     assert _load_tumour("z", image, notes) is None and "another grid" in notes[-1]
     assert _load_tumour("absent", image, notes) is None
+
+
+def test_visible_target_rule():
+    vol = phantom_volume(n_slices=10, seed=5)
+    target = np.zeros(vol.voxels.shape, dtype=bool)
+    target[3:7, 30:40, 26:36] = True  # soft tissue of the body
+    assert visible_target_level(vol, target) is None  # normal tissue: not visible
+    darker = dataclasses.replace(vol, voxels=vol.voxels.copy())
+    darker.voxels[target] -= 40
+    found = visible_target_level(darker, target)
+    assert found is not None and found[1] == "hypodense" and found[2] < -15
+    brighter = dataclasses.replace(vol, voxels=vol.voxels.copy())
+    brighter.voxels[target] += 40
+    assert visible_target_level(brighter, target)[1] == "hyperdense"
+    assert visible_target_level(vol, np.zeros_like(target)) is None

@@ -181,3 +181,18 @@ def test_build_sketch_index_can_be_cancelled(toy_model, toy_sketch_models, ct_ph
         )
     with pytest.raises(ValueError, match="one row per slice"):
         build_sketch_index(vols, [np.zeros((3, 5))], toy_sketch_models)
+
+
+def test_similar_slices_leaves_the_own_patient_out():
+    from app.ml.sketch.search import SketchIndex, SliceRef, similar_slices
+
+    rng = np.random.default_rng(0)
+    anat = rng.normal(size=(30, 8)).astype(np.float32)
+    refs = [SliceRef(f"p{i % 3}", "", "", f"s{i % 3}", "", "", i, 30, 20.0 * i) for i in range(30)]
+    index = SketchIndex(8, 4)
+    index.add(refs, anat, rng.normal(size=(30, 4)))
+    hits = similar_slices(index, anat[0], "p0", k=5)
+    assert len(hits) == 5 and all(h.ref.patient_key != "p0" for h in hits)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert similar_slices(index, anat[0], None, k=1)[0].row == 0
