@@ -47,6 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_chatter(verbose: bool) -> None:
+    """Keep pydicom's per-file warnings and logged tracebacks out of the terminal.
+
+    A folder of odd files makes pydicom warn hundreds of times (unknown
+    character sets, non-conformant values) and log decoder tracebacks; the
+    commands report each unusable file once, grouped by reason, so these
+    details are shown only with ``--verbose``.
+    """
+    logging.captureWarnings(True)
+    level = logging.DEBUG if verbose else logging.CRITICAL + 1
+    for name in ("py.warnings", "pydicom"):
+        logging.getLogger(name).setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _quiet_library_chatter(args.verbose)
     if args.command is None:
         parser.print_help()
         return 0
