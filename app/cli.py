@@ -47,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DemoteLibraryRecords(logging.Filter):
+    """Logs pydicom's messages and Python warnings at debug level (and drops their tracebacks)."""
+
+    _NAMES = ("pydicom", "py.warnings")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(record.name == n or record.name.startswith(n + ".") for n in self._NAMES):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info = record.exc_text = None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def _quiet_library_chatter(verbose: bool) -> None:
     """Keep pydicom's per-file warnings and logged tracebacks out of the terminal.
 
@@ -56,9 +69,9 @@ def _quiet_library_chatter(verbose: bool) -> None:
     details are shown only with ``--verbose``.
     """
     logging.captureWarnings(True)
-    level = logging.DEBUG if verbose else logging.CRITICAL + 1
-    for name in ("py.warnings", "pydicom"):
-        logging.getLogger(name).setLevel(level)
+    demote = _DemoteLibraryRecords()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(demote)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -584,7 +584,8 @@ def _header_from_dataset(
             )
         full, value_length = _full_parse(probe)
         if full is None:
-            if _T["Rows"] in ds or _has_image_module(probe):
+            image_class = bool(sop_class) and "Image" in UID(sop_class).name
+            if image_class or _T["Rows"] in ds or _has_image_module(probe):
                 raise SkipFile("file is truncated or incomplete: no pixel data before its end")
             if not sop_class:
                 raise SkipFile("corrupt DICOM file (no SOP Class UID and no pixel data found)")

@@ -1,9 +1,11 @@
 """DICOMDIR files (a CD/DVD/USB export's index): the image files they reference.
 
 A user often points the viewer at the DICOMDIR itself, or at a folder where
-the images sit under names the index alone explains. pydicom's
-:class:`~pydicom.fileset.FileSet` reads the index; the files it lists are then
-scanned like any others.
+the images sit under names the index alone explains. The index's directory
+records are read with pydicom and the files they reference are then scanned
+like any others. (pydicom's :class:`~pydicom.fileset.FileSet` reads the same
+records but warns once per missing file, and an export copied without its
+images would drown the user in warnings; one count says it better.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.fileset import FileSet
 
 __all__ = ["is_dicomdir_name", "referenced_files"]
 
@@ -39,9 +40,19 @@ def referenced_files(path: Path) -> tuple[list[Path], int]:
         An unreadable index gives ``([], 0)`` (it is then skipped as a file).
     """
     try:
-        fileset = FileSet(dcmread(path))
+        records = dcmread(path).get("DirectoryRecordSequence") or []
+        listed = [
+            path.parent.joinpath(*_file_id(record.ReferencedFileID))
+            for record in records
+            if "ReferencedFileID" in record
+        ]
     except Exception as exc:  # a damaged index must not stop the scan of its folder
         log.debug("DICOMDIR %s unreadable: %s", path.name, exc)
         return [], 0
-    listed = [Path(instance.path) for instance in fileset]
     return [p for p in listed if p.is_file()], len(listed)
+
+
+def _file_id(value) -> list[str]:
+    """ReferencedFileID components (one string or several), never climbing out of the folder."""
+    parts = [value] if isinstance(value, str) else list(value)
+    return [p for p in (str(v).strip() for v in parts) if p and p not in (".", "..")]
