@@ -31,6 +31,12 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 # The value given to voxels that hold no number (NaN, infinity): air.
 AIR_HU = -1024
 
+# ITK prints its warnings from C++ straight to stderr, past logging (e.g.
+# "unexpected scales in sform" for a NIfTI file this reader then refuses with
+# its own reason); every problem the readers know of becomes a reason or a
+# volume warning instead.
+sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
 
 def is_volume_file(name: str) -> bool:
     """True when ``name`` ends with a volume-file suffix SimpleITK reads."""

@@ -40,7 +40,6 @@ from odd_inputs import (
 )
 from pydicom.uid import RLELossless
 
-from app.io.dicom_load import decode_reason
 from app.io.load import LoadError, load_volume, pick_main_series
 from app.io.scan import scan_paths
 
@@ -275,6 +274,8 @@ def test_unlistable_folder_is_named(tmp_path, monkeypatch):
 
 
 def test_decode_failures_name_their_cause(tmp_path):
+    from app.io.dicom_load import decode_reason
+
     folder = tmp_path / "rle"
     paths = series_folder(folder, transfer_syntax=RLELossless)
     for p in paths:
