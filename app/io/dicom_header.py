@@ -359,6 +359,15 @@ def _make_slice(
         raise SkipFile("malformed ImagePositionPatient/ImageOrientationPatient/PixelSpacing")
     if not all(map(_finite, (*position, *orientation, *spacing))) or min(spacing) <= 0:
         raise SkipFile("invalid position, orientation or pixel spacing values")
+    row, col = orientation[:3], orientation[3:]
+    norms = (sum(v * v for v in row) ** 0.5, sum(v * v for v in col) ** 0.5)
+    cosine = sum(a * b for a, b in zip(row, col, strict=True))
+    if min(norms) < 0.9 or max(norms) > 1.1 or abs(cosine) > 0.05:
+        # Zero or parallel direction vectors: no plane, and any normal would be invented.
+        raise SkipFile(
+            "invalid ImageOrientationPatient: row and column directions are not "
+            "perpendicular unit vectors"
+        )
     return DicomSlice(
         path=path,
         frame=frame,
@@ -588,7 +597,10 @@ def _header_from_dataset(
             if image_class or _T["Rows"] in ds or _has_image_module(probe):
                 raise SkipFile("file is truncated or incomplete: no pixel data before its end")
             if not sop_class:
-                raise SkipFile("corrupt DICOM file (no SOP Class UID and no pixel data found)")
+                raise SkipFile(
+                    "file is truncated or corrupt: its header ends before the SOP Class UID "
+                    "and the pixel data"
+                )
             raise SkipFile(f"no pixel data ({UID(sop_class).name}), not an image")
         ds = full
     image_type = _texts(ds, "ImageType")
@@ -605,6 +617,10 @@ def _header_from_dataset(
     n_frames = _int_string(ds, "NumberOfFrames") or 1
     if n_frames < 1:
         raise SkipFile("invalid NumberOfFrames")
+    if bits_stored > bits_allocated or bits_allocated not in (8, 16, 32):
+        raise SkipFile(
+            f"invalid pixel format: {bits_stored} bits stored in {bits_allocated} allocated"
+        )
     expected = _check_declared_size(rows, cols, n_frames, bits_allocated, str(ts), probe.size)
 
     offset = length = None

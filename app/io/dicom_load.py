@@ -187,7 +187,15 @@ def decode_reason(exc: BaseException, transfer_syntax: str) -> str:
     ):
         return f"unsupported codec: {name} cannot be decoded here"
     if isinstance(exc, EOFError) or any(
-        word in lower for word in ("truncat", "fragment", "end of", "insufficient", "too short")
+        word in lower
+        for word in (
+            "truncat",
+            "fragment",
+            "end of",
+            "insufficient",
+            "too short",
+            "no 'pixel data'",
+        )
     ):
         return f"truncated or damaged pixel data ({name}: {text[:100]})"
     return f"pixel data could not be decoded ({name}: {text[:100]})"

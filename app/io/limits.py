@@ -10,8 +10,6 @@ reason instead.
 
 from __future__ import annotations
 
-import psutil
-
 __all__ = [
     "MAX_FILE_DECODED_BYTES",
     "MAX_MATRIX",
@@ -66,6 +64,8 @@ def check_series_memory(n_voxels: int, bytes_per_voxel: int = 2) -> str | None:
             f"too large: {format_bytes(need)} of voxels, more than the "
             f"{format_bytes(MAX_SERIES_VOXELS * bytes_per_voxel)} a series may take"
         )
+    import psutil  # only when a volume is about to be allocated
+
     available = psutil.virtual_memory().available
     if need > _AVAILABLE_SHARE * available:
         return (

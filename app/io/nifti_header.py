@@ -110,7 +110,7 @@ def read_nifti_header(path: Path) -> NiftiHeader | None:
         return None
     code = _DTYPES.get(datatype)
     return NiftiHeader(
-        dims=tuple(max(int(d), 0) for d in dim[1 : ndim + 1]),
+        dims=tuple(int(d) for d in dim[1 : ndim + 1]),
         pixdim=(float(pixdim[1]), float(pixdim[2]), float(pixdim[3])),
         dtype=np.dtype(endian + code) if code else None,
         vox_offset=max(int(vox_offset), 348),
@@ -125,6 +125,8 @@ def stored_data_problem(path: Path, header: NiftiHeader) -> str | None:
     gzip file's trailer records the decompressed size (modulo 2**32), which a
     truncated or damaged file does not match.
     """
+    if min(header.dims) < 1:
+        return f"invalid NIfTI header: dimension sizes {'x'.join(map(str, header.dims))}"
     need = header.data_bytes
     if need is None:
         return None

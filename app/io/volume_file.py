@@ -9,14 +9,15 @@ to refuse what SimpleITK would silently fill in.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
-import SimpleITK as sitk
 
 from app.core.orientation import axis_permutation
 from app.core.volume import Geometry, SeriesInfo, Volume
@@ -31,11 +32,18 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 # The value given to voxels that hold no number (NaN, infinity): air.
 AIR_HU = -1024
 
-# ITK prints its warnings from C++ straight to stderr, past logging (e.g.
-# "unexpected scales in sform" for a NIfTI file this reader then refuses with
-# its own reason); every problem the readers know of becomes a reason or a
-# volume warning instead.
-sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+@functools.cache
+def _sitk() -> ModuleType:
+    """SimpleITK, imported on first use: DICOM-only runs never pay for its import."""
+    import SimpleITK
+
+    # ITK prints its warnings from C++ straight to stderr, past logging (e.g.
+    # "unexpected scales in sform" for a NIfTI file this reader then refuses
+    # with its own reason); every problem the readers know of becomes a
+    # reason or a volume warning instead.
+    SimpleITK.ProcessObject.SetGlobalWarningDisplay(False)
+    return SimpleITK
 
 
 def is_volume_file(name: str) -> bool:
@@ -68,6 +76,7 @@ def read_volume_header(probe: FileProbe) -> SeriesRef:
     """
     if probe.size == 0:
         raise SkipFile("empty file (0 bytes)")
+    sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(probe.path))
     try:
@@ -158,6 +167,7 @@ def load_volume_file(
     assert ref.path is not None
     if progress is not None:
         progress(0, 1)
+    sitk = _sitk()
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(ref.path))
     try:

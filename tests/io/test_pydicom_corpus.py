@@ -15,7 +15,6 @@ missing files from the network.
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +82,17 @@ def _justified_refusal(ds: pydicom.Dataset, pixels: np.ndarray, reason: str) -> 
         ),
         ("LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])], "localizer"),
         (str(ds.get("Modality", "")).upper() in NON_IMAGE_MODALITIES, "not an image"),
-        ("ImagePositionPatient" not in ds and "PerFrameFunctionalGroupsSequence" not in ds, "ImagePosition"),
-        ("ImageOrientationPatient" not in ds and "SharedFunctionalGroupsSequence" not in ds, "ImageOrientation"),
         (
-            int(ds.get("NumberOfFrames", 1) or 1) > 1 and "PerFrameFunctionalGroupsSequence" not in ds,
+            "ImagePositionPatient" not in ds and "PerFrameFunctionalGroupsSequence" not in ds,
+            "ImagePosition",
+        ),
+        (
+            "ImageOrientationPatient" not in ds and "SharedFunctionalGroupsSequence" not in ds,
+            "ImageOrientation",
+        ),
+        (
+            int(ds.get("NumberOfFrames", 1) or 1) > 1
+            and "PerFrameFunctionalGroupsSequence" not in ds,
             "multi-frame image without per-frame positions",
         ),
         (max(ds.get("Rows", 0), ds.get("Columns", 0)) > MAX_MATRIX, "too large"),
