@@ -48,10 +48,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_SLICES = 2
-# Least head-foot extent (slice count x spacing) matched at all: below about
-# 40 mm a series of the wrong body region is not reliably refused (see
-# MIN_OVERLAP), so two slices of a head must not be "matched" onto a chest.
-MIN_EXTENT_MM = 40.0
+# Least head-foot extent (slice count x spacing) matched at all, so that two
+# slices of a head are not "matched" onto a chest. A 38 mm series of the wrong
+# region is already not reliably refused (see MIN_OVERLAP); 30 mm keeps
+# short but real series (a 30-slice 1.25 mm reconstruction) matchable.
+MIN_EXTENT_MM = 30.0
 # Least HU range (max - min) of a series taken for a CT image.
 _MIN_HU_RANGE = 300
 # Full similarity rows up to this many prior slices (exact k-NN over the whole
