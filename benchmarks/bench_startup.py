@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MATCH_IMPORTS = "import app.commands.match, app.io.load, app.ml.match, app.ml.runtime"
+MATCH_IMPORTS = "import app.commands.match, app.io.load, app.ml.anatomy.match, app.ml.runtime.model"
 
 
 def _time(argv: list[str], env: dict[str, str], repeats: int) -> float:

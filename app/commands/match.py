@@ -38,7 +38,7 @@ from app.commands.options import (
 if TYPE_CHECKING:  # heavy modules load only when the command runs
     from app.core.volume import Volume
     from app.io.records import SkippedFile
-    from app.ml.match import MatchResult
+    from app.ml.anatomy.match import MatchResult
 
 __all__ = ["add_arguments", "run", "EXIT_INPUT", "EXIT_MODEL"]
 
@@ -61,7 +61,7 @@ def _error(message: str) -> None:
 
 
 def format_table(result: MatchResult, current: Volume, prior: Volume, provider: str = "") -> str:
-    """The human-readable report of a :class:`~app.ml.match.MatchResult`."""
+    """The human-readable report of a :class:`~app.ml.anatomy.match.MatchResult`."""
     a = result.alignment
     lines = [
         f"model:   {result.model}" + (f" (on {provider})" if provider else ""),
@@ -95,8 +95,8 @@ def format_table(result: MatchResult, current: Volume, prior: Volume, provider: 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync match``; returns the exit code."""
-    from app.ml.match import Matcher, MatchError
-    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.anatomy.match import Matcher, MatchError
+    from app.ml.runtime.model import EmbeddingModel, ModelError
 
     try:
         model = EmbeddingModel.load(args.model, device=args.device)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from app.core.volume import Volume
     from app.io.records import SkippedFile
-    from app.ml.index import IndexCache
-    from app.ml.runtime import EmbeddingModel
-    from app.ml.sketch_models import SketchModels
+    from app.ml.anatomy.index import IndexCache
+    from app.ml.runtime.model import EmbeddingModel
+    from app.ml.sketch.models import SketchModels
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,11 @@ def load_sketch_stack(args: argparse.Namespace) -> tuple[EmbeddingModel, SketchM
 
     Raises
     ------
-    app.ml.runtime.ModelError
+    app.ml.runtime.model.ModelError
         A model is missing, corrupt or does not fit the others.
     """
-    from app.ml.runtime import EmbeddingModel
-    from app.ml.sketch_models import SketchModels
+    from app.ml.runtime.model import EmbeddingModel
+    from app.ml.sketch.models import SketchModels
 
     model = EmbeddingModel.load(args.model, device=args.device)
     sketch_models = SketchModels.load(args.abnormality_model, args.sketch_model, device=args.device)
@@ -118,7 +118,7 @@ def load_input_volumes(
 
 def open_index_cache(no_cache: bool) -> IndexCache | Literal[False]:
     """The user's index cache, or ``False`` (match without one) if disabled or not writable."""
-    from app.ml.index import IndexCache
+    from app.ml.anatomy.index import IndexCache
 
     if no_cache:
         return False

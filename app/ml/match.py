@@ -3,11 +3,11 @@
 The pipeline, for a pair (current, prior):
 
 1. embed every slice of both series with the ONNX model and index each series
-   in hnswlib (both cached on disk per series and model: :mod:`app.ml.index`);
+   in hnswlib (both cached on disk per series and model: :mod:`app.ml.anatomy.index`);
 2. score each current slice against the prior by k-NN search of the prior's
    index (the whole series when it is small, else the ``k`` best and a floor),
-   and by the cosine of the model's feature maps (:mod:`app.ml.features`);
-3. align the two series as a whole in physical millimetres (:mod:`app.ml.align`):
+   and by the cosine of the model's feature maps (:mod:`app.ml.anatomy.features`);
+3. align the two series as a whole in physical millimetres (:mod:`app.ml.anatomy.align`):
    placed by the embedding, then a smooth offset curve (breathing) refined on
    both signals; monotonic, outliers overruled, uncovered levels detected;
 4. report, per current slice, the prior slice nearest its mapped level.
@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from app.core.volume import Volume
-from app.ml.align import Alignment, AlignParams, align_series
-from app.ml.features import embed_with_features, feature_similarity
-from app.ml.index import IndexCache, SeriesIndex, build_index, series_identity
-from app.ml.preprocess import MIN_PLANE_PIXELS
-from app.ml.refine import ncc_matrix, thumbnails
-from app.ml.runtime import EmbeddingModel
+from app.ml.anatomy.align import Alignment, AlignParams, align_series
+from app.ml.anatomy.features import embed_with_features, feature_similarity
+from app.ml.anatomy.index import IndexCache, SeriesIndex, build_index, series_identity
+from app.ml.runtime.preprocess import MIN_PLANE_PIXELS
+from app.ml.anatomy.refine import ncc_matrix, thumbnails
+from app.ml.runtime.model import EmbeddingModel
 
 __all__ = [
     "MIN_OVERLAP",
@@ -207,7 +207,7 @@ class Matcher:
         self._identities: dict[int, tuple[weakref.ref, str]] = {}
 
     def identity(self, volume: Volume) -> str:
-        """:func:`~app.ml.index.series_identity` of ``volume``, remembered per volume object."""
+        """:func:`~app.ml.anatomy.index.series_identity` of ``volume``, remembered per volume object."""
         entry = self._identities.get(id(volume))
         if entry is not None and entry[0]() is volume:
             return entry[1]
@@ -266,7 +266,7 @@ class Matcher:
         return prior.similarity(current.embeddings, k=k)
 
     def align(self, current: SeriesIndex, prior: SeriesIndex) -> Alignment:
-        """Align two indexed series (see :func:`app.ml.align.align_series`)."""
+        """Align two indexed series (see :func:`app.ml.anatomy.align.align_series`)."""
         sim = self.similarity(current, prior)
         fine = None
         if (

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from app.core.volume import Volume
-from app.ml.preprocess import InputSpec, prepare_slices
+from app.ml.runtime.preprocess import InputSpec, prepare_slices
 from app.paths import models_dir
 
 __all__ = [
@@ -241,7 +241,7 @@ class EmbeddingModel:
     provider
         Execution provider in use (``"CUDAExecutionProvider"`` or ``"CPUExecutionProvider"``).
     spec
-        The input the model expects (:class:`~app.ml.preprocess.InputSpec`).
+        The input the model expects (:class:`~app.ml.runtime.preprocess.InputSpec`).
     embedding_dim
         Length of an embedding.
     metadata

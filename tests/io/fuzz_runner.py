@@ -34,7 +34,7 @@ import SimpleITK  # noqa: F401
 
 import app.commands.match  # noqa: F401
 import app.io.load  # noqa: F401
-import app.ml.match  # noqa: F401
+import app.ml.anatomy.match  # noqa: F401
 from app.cli import main as cli_main
 
 CASE_TIMEOUT_S = 90.0

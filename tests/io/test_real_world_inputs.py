@@ -77,7 +77,7 @@ def test_opencv_is_never_given_an_empty_slice():
         """
         import numpy as np
         from app.core.volume import Geometry, SeriesInfo, Volume
-        from app.ml.preprocess import body_centroids, prepare_slices
+        from app.ml.runtime.preprocess import body_centroids, prepare_slices
         v = Volume(voxels=np.zeros((3, 1, 256), np.int16),
                    geometry=Geometry(origin=(0, 0, 0), spacing=(0.5, 0.5, 1.0),
                                      direction=np.eye(3)),
@@ -96,7 +96,7 @@ def test_opencv_is_never_given_an_empty_slice():
 def test_match_refuses_a_single_coronal_image_cleanly():
     from odd_inputs import volume_of
 
-    from app.ml.match import MatchError, check_matchable
+    from app.ml.anatomy.match import MatchError, check_matchable
 
     with pytest.raises(MatchError, match="1x256 pixels"):
         check_matchable(volume_of(np.full((256, 1, 256), 40, np.int16)), "CURRENT")
@@ -234,7 +234,7 @@ def load_volume_ref(ref):
 
 
 def test_two_slices_are_not_matched(tmp_path):
-    from app.ml.match import MatchError, check_matchable
+    from app.ml.anatomy.match import MatchError, check_matchable
 
     volume = load_volume(short_enhanced(tmp_path, 2))
     with pytest.raises(MatchError, match="covers only 10 mm"):

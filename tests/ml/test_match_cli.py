@@ -17,9 +17,9 @@ from engine_helpers import head_volume, phantom_volume
 from app.cli import main
 from app.commands.match import EXIT_INPUT, EXIT_MODEL
 from app.io.dicom_write import write_dicom_series, write_volume_file
-from app.ml.align import AlignParams
-from app.ml.index import IndexCache
-from app.ml.match import Matcher, MatchError
+from app.ml.anatomy.align import AlignParams
+from app.ml.anatomy.index import IndexCache
+from app.ml.anatomy.match import Matcher, MatchError
 
 # Phantom pair: current shows levels 40 .. 285 mm, prior levels 0 .. 237 mm,
 # in unrelated frames of reference (z0) and slice spacings.
@@ -114,7 +114,7 @@ def test_junk_beside_the_series_does_not_matter(pair_paths, toy_model_path, tmp_
 
 
 def test_index_cache_is_used_on_the_second_run(pair_paths, toy_model_path, capsys, monkeypatch):
-    from app.ml.runtime import EmbeddingModel
+    from app.ml.runtime.model import EmbeddingModel
 
     code, first, _ = run_cli([*pair_paths, "--json", "--model", toy_model_path], capsys)
     assert code == 0

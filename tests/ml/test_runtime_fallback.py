@@ -25,7 +25,7 @@ _PROBE = textwrap.dedent(
     import json
     import numpy as np
     import onnxruntime as ort
-    from app.ml.runtime import EmbeddingModel
+    from app.ml.runtime.model import EmbeddingModel
     model = EmbeddingModel.load(None, device="auto")
     size = model.spec.size
     channels = len(model.spec.windows)
