@@ -54,6 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DemoteLibraryRecords(logging.Filter):
+    """Logs pydicom's messages and Python warnings at debug level (and drops their tracebacks)."""
+
+    _NAMES = ("pydicom", "py.warnings")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(record.name == n or record.name.startswith(n + ".") for n in self._NAMES):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.exc_info = record.exc_text = None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _quiet_library_chatter(verbose: bool) -> None:
+    """Keep pydicom's per-file warnings and logged tracebacks out of the terminal.
+
+    A folder of odd files makes pydicom warn hundreds of times (unknown
+    character sets, non-conformant values) and log decoder tracebacks; the
+    commands report each unusable file once, grouped by reason, so these
+    details are shown only with ``--verbose``.
+    """
+    logging.captureWarnings(True)
+    demote = _DemoteLibraryRecords()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(demote)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -61,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _quiet_library_chatter(args.verbose)
     if args.command is None:
         parser.print_help()
         return EXIT_OK

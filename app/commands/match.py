@@ -5,7 +5,8 @@ Output (``--json``), one entry per current slice in display order::
     {"model": "<name> sha256:<hash>",
      "matches": [{"current_index": k, "current_number": n, "current_position": [x, y, z],
                   "prior_index": j, "prior_number": m, "prior_position": [x, y, z],
-                  "score": s, "in_coverage": true}, ...]}
+                  "score": s, "in_coverage": true}, ...],
+     "skipped": [{"input": "CURRENT", "path": "...", "reason": "..."}, ...]}
 
 ``*_index`` is the 0-based slice index from the feet (display order);
 ``*_number`` is the image number the viewer, the table and exports show:
@@ -15,6 +16,8 @@ Positions are the slices' LPS positions (mm, first voxel, as
 ``Volume.slice_positions``). A current slice whose level the prior does not
 image has ``"in_coverage": false`` and ``null`` prior_index / prior_position;
 its score is then the similarity to the prior's nearest (edge) slice.
+``"skipped"`` lists the files of either input that were not used, with the
+reason (also printed on stderr, counted by reason).
 
 Exit codes: 0 success, 2 the inputs cannot be matched (unreadable, not CT, a
 single slice, no overlapping anatomy), 3 the model is missing or corrupt.
@@ -40,6 +43,7 @@ from app.export.captions import image_number
 
 if TYPE_CHECKING:  # heavy modules load only when the command runs
     from app.core.volume import Volume
+    from app.io.records import SkippedFile
     from app.ml.anatomy.match import MatchResult
 
 __all__ = ["add_arguments", "json_document", "run"]
@@ -125,9 +129,10 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_MODEL
 
+    skipped: list[tuple[str, SkippedFile]] = []
     try:
         current, prior = load_input_volumes(
-            "match", [("CURRENT", args.current), ("PRIOR", args.prior)]
+            "match", [("CURRENT", args.current), ("PRIOR", args.prior)], skipped
         )
     except InputError as exc:
         _error(str(exc))
@@ -141,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
 
     if args.json:
-        text = json.dumps(json_document(result, current, prior))
+        doc = json_document(result, current, prior)
+        doc["skipped"] = [
+            {"input": role, "path": str(s.path), "reason": s.reason} for role, s in skipped
+        ]
+        text = json.dumps(doc)
     else:
         text = format_table(result, current, prior, model.provider)
     try:

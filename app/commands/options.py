@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from app.core.volume import Volume
+    from app.io.records import SkippedFile
     from app.ml.anatomy.index import IndexCache
     from app.ml.runtime.model import EmbeddingModel
     from app.ml.sketch.evidence import LesionEvidence
@@ -94,26 +95,43 @@ class InputError(Exception):
     """An input series cannot be used; the message is for the user."""
 
 
-def load_input_volumes(command: str, inputs: list[tuple[str, Path]]) -> list[Volume]:
+def load_input_volumes(
+    command: str,
+    inputs: list[tuple[str, Path]],
+    skipped: list[tuple[str, SkippedFile]] | None = None,
+) -> list[Volume]:
     """Load each ``(role, path)`` through the real readers, printing load warnings.
+
+    Files the scan left out are reported on stderr, one line per reason with
+    its count, and appended to ``skipped`` as ``(role, file)`` when given.
 
     Raises
     ------
     InputError
         When a path is missing or unreadable (message names the role and path).
     """
-    from app.io.load import LoadError, load_volume
+    from app.io.load import LoadError, load_volume_report, skip_summary_lines
 
     volumes = []
     for role, path in inputs:
         if not path.exists():
             raise InputError(f"{role} {path} does not exist")
         try:
-            volume = load_volume(path)
+            report = load_volume_report(path)
         except LoadError as exc:
             raise InputError(f"cannot read {role} {path}: {exc}") from None
+        volume = report.volume
         for warning in volume.warnings:
             print(f"priorsync {command}: warning: {role}: {warning}", file=sys.stderr)
+        if report.skipped:
+            print(
+                f"priorsync {command}: warning: {role}: {len(report.skipped)} file(s) skipped:",
+                file=sys.stderr,
+            )
+            for line in skip_summary_lines(report.skipped):
+                print(f"priorsync {command}:   {line}", file=sys.stderr)
+        if skipped is not None:
+            skipped.extend((role, s) for s in report.skipped)
         volumes.append(volume)
     return volumes
 

@@ -25,7 +25,8 @@ from pydicom.tag import Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from app.core.volume import SeriesInfo
-from app.io.errors import SkipFile
+from app.io.errors import LoadError, SkipFile
+from app.io.limits import MAX_FILE_DECODED_BYTES, MAX_MATRIX, RLE_MAX_RATIO, format_bytes
 from app.io.records import DicomSlice, FileProbe, PixelFormat
 
 __all__ = [
@@ -54,6 +55,12 @@ NON_IMAGE_MODALITIES = {
 }
 
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+# Uncompressed syntaxes, whose pixel data length the header fixes exactly
+# (deflate compresses the whole dataset, so its inflated pixel data is native).
+_NATIVE_SYNTAXES = {*_NATIVE_LITTLE_ENDIAN, "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
+_RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
+_PIXEL_DATA = 0x7FE00010
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 
 
@@ -127,8 +134,10 @@ def looks_like_dicom(head: bytes) -> bool:
 
 def human_reason(exc: BaseException) -> str:
     """A short user-facing reason for a parse failure (no tracebacks, no patient data)."""
-    if isinstance(exc, SkipFile):
+    if isinstance(exc, SkipFile | LoadError):
         return str(exc)
+    if isinstance(exc, MemoryError):
+        return "too large: not enough memory to read it"
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, InvalidDicomError):
@@ -186,6 +195,7 @@ _T = {
         "RescaleSlope",
         "SharedFunctionalGroupsSequence",
         "PerFrameFunctionalGroupsSequence",
+        "DirectoryRecordSequence",
     )
 }
 
@@ -301,6 +311,7 @@ def _frame_slices(
         ps = _group_value(item, shared, "PixelMeasuresSequence", "PixelSpacing")
         if ipp is None or iop is None:
             raise SkipFile("multi-frame file without frame positions or orientation")
+        thickness = _group_value(item, shared, "PixelMeasuresSequence", "SliceThickness")
         slope = _group_value(item, shared, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _group_value(
             item, shared, "PixelValueTransformationSequence", "RescaleIntercept"
@@ -317,9 +328,17 @@ def _frame_slices(
                 sop_uid,
                 number,
                 pixel,
+                _number_or_none(thickness),
             )
         )
     return tuple(slices)
+
+
+def _number_or_none(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _make_slice(
@@ -333,6 +352,8 @@ def _make_slice(
     sop_uid: str,
     number: int | None,
     pixel: PixelFormat,
+    thickness: float | None = None,
+    kernel: str = "",
 ) -> DicomSlice:
     try:
         position = tuple(float(v) for v in ipp)
@@ -344,6 +365,15 @@ def _make_slice(
         raise SkipFile("malformed ImagePositionPatient/ImageOrientationPatient/PixelSpacing")
     if not all(map(_finite, (*position, *orientation, *spacing))) or min(spacing) <= 0:
         raise SkipFile("invalid position, orientation or pixel spacing values")
+    row, col = orientation[:3], orientation[3:]
+    norms = (sum(v * v for v in row) ** 0.5, sum(v * v for v in col) ** 0.5)
+    cosine = sum(a * b for a, b in zip(row, col, strict=True))
+    if min(norms) < 0.9 or max(norms) > 1.1 or abs(cosine) > 0.05:
+        # Zero or parallel direction vectors: no plane, and any normal would be invented.
+        raise SkipFile(
+            "invalid ImageOrientationPatient: row and column directions are not "
+            "perpendicular unit vectors"
+        )
     return DicomSlice(
         path=path,
         frame=frame,
@@ -355,6 +385,8 @@ def _make_slice(
         sop_instance_uid=sop_uid,
         instance_number=number,
         pixel=pixel,
+        thickness=thickness if thickness is not None and _finite(thickness) else None,
+        kernel=kernel,
     )
 
 
@@ -410,6 +442,63 @@ def _ends_short(ds: Dataset, size: int) -> bool:
         ):
             return True
     return False
+
+
+def _check_declared_size(
+    rows: int, cols: int, n_frames: int, bits_allocated: int, ts: str, file_size: int
+) -> int:
+    """Decoded bytes the header declares; refuse sizes no decoder should be asked for.
+
+    Checked before any decode: decoders allocate what the header claims.
+    """
+    if rows > MAX_MATRIX or cols > MAX_MATRIX:
+        raise SkipFile(
+            f"too large: declares a {rows}x{cols} image (at most {MAX_MATRIX}x{MAX_MATRIX} is read)"
+        )
+    decoded = rows * cols * n_frames * ((bits_allocated + 7) // 8)
+    if decoded > MAX_FILE_DECODED_BYTES:
+        raise SkipFile(
+            f"too large: {n_frames} frame(s) of {rows}x{cols} decode to "
+            f"{format_bytes(decoded)} (at most {format_bytes(MAX_FILE_DECODED_BYTES)} per file)"
+        )
+    if ts == _RLE_LOSSLESS and decoded > RLE_MAX_RATIO * file_size:
+        raise SkipFile(
+            f"corrupt RLE data: the header declares {format_bytes(decoded)} of pixels, "
+            f"more than a {format_bytes(file_size)} RLE file can hold"
+        )
+    return decoded
+
+
+def _full_parse(probe: FileProbe) -> tuple[Dataset | None, int | None]:
+    """Parse the whole file with pydicom (any transfer syntax); None when it has no pixels.
+
+    Returns the dataset and the PixelData value length (None when undefined:
+    encapsulated). Large values stay deferred on disk.
+    """
+    ds = dcmread(probe.path, defer_size=4096, force=True)
+    if _PIXEL_DATA not in ds:
+        return None, None
+    elem = ds.get_item(_PIXEL_DATA)
+    if not isinstance(elem, RawDataElement):
+        return ds, len(elem.value or b"")
+    length = elem.length
+    deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+    # Offsets of a deflated file are in the inflated stream: not comparable.
+    if length != 0xFFFFFFFF and not deflated and elem.value_tell + length > probe.size:
+        raise SkipFile(
+            f"file is truncated: pixel data has {max(probe.size - elem.value_tell, 0)} of "
+            f"{length} bytes"
+        )
+    return ds, None if length == 0xFFFFFFFF else length
+
+
+def _has_image_module(probe: FileProbe) -> bool:
+    """True when the file's attributes describe an image (Rows and Columns present)."""
+    try:
+        ds = dcmread(probe.path, stop_before_pixels=True, force=True)
+    except Exception:  # unreadable: no evidence either way
+        return False
+    return "Rows" in ds and "Columns" in ds
 
 
 def _series_info(ds: Dataset) -> SeriesInfo:
@@ -492,19 +581,33 @@ def _header_from_dataset(
         # A bare dataset: pydicom guessed the encoding; record what it used.
         ts = ImplicitVRLittleEndian if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
     sop_class = _text(ds, "SOPClassUID")
+    media_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
     modality = _text(ds, "Modality").upper()
-    if sop_class == "1.2.840.10008.1.3.10":
+    if _DICOMDIR_CLASS in (sop_class, media_class) or _T["DirectoryRecordSequence"] in ds:
         raise SkipFile("DICOMDIR (a directory index, not an image)")
     if modality in NON_IMAGE_MODALITIES:
         raise SkipFile(f"{NON_IMAGE_MODALITIES[modality]} ({modality}), not an image")
+    start: int | None = None
+    value_length: int | None = None
     if stop is None:
+        # The fast path found no pixel data where it looks (little-endian tag
+        # after the header): big-endian and deflated files, or none at all.
         if _ends_short(ds, probe.size):
             raise SkipFile(
                 "file is truncated or corrupt (its header runs past the end of the file)"
             )
-        if not sop_class:
-            raise SkipFile("corrupt DICOM file (no SOP Class UID and no pixel data found)")
-        raise SkipFile(f"no pixel data ({UID(sop_class).name}), not an image")
+        full, value_length = _full_parse(probe)
+        if full is None:
+            image_class = bool(sop_class) and "Image" in UID(sop_class).name
+            if image_class or _T["Rows"] in ds or _has_image_module(probe):
+                raise SkipFile("file is truncated or incomplete: no pixel data before its end")
+            if not sop_class:
+                raise SkipFile(
+                    "file is truncated or corrupt: its header ends before the SOP Class UID "
+                    "and the pixel data"
+                )
+            raise SkipFile(f"no pixel data ({UID(sop_class).name}), not an image")
+        ds = full
     image_type = _texts(ds, "ImageType")
     if "LOCALIZER" in image_type:
         raise SkipFile("localizer/scout image")
@@ -519,24 +622,37 @@ def _header_from_dataset(
     n_frames = _int_string(ds, "NumberOfFrames") or 1
     if n_frames < 1:
         raise SkipFile("invalid NumberOfFrames")
+    if bits_stored > bits_allocated or bits_allocated not in (8, 16, 32):
+        raise SkipFile(
+            f"invalid pixel format: {bits_stored} bits stored in {bits_allocated} allocated"
+        )
+    expected = _check_declared_size(rows, cols, n_frames, bits_allocated, str(ts), probe.size)
 
     offset = length = None
-    implicit = ts == ImplicitVRLittleEndian
-    start, value_length = _pixel_element(data, stop, implicit)
-    if ts in _NATIVE_LITTLE_ENDIAN:
-        expected = rows * cols * n_frames * ((bits_allocated + 7) // 8)
+    if stop is not None:
+        start, value_length = _pixel_element(data, stop, ts == ImplicitVRLittleEndian)
+    if ts in _NATIVE_SYNTAXES:
         if value_length is None:
             raise SkipFile("corrupt pixel data (undefined length in an uncompressed file)")
-        if start + min(value_length, expected) > probe.size:
+        if start is not None and start + min(value_length, expected) > probe.size:
             raise SkipFile(
                 f"file is truncated: pixel data has {max(probe.size - start, 0)} of "
                 f"{min(value_length, expected)} bytes"
             )
         if value_length < expected:
             raise SkipFile(f"pixel data too short ({value_length} of {expected} bytes)")
-        if bits_allocated in (8, 16):
+        frame_bytes = expected // n_frames
+        if value_length - expected >= frame_bytes:
+            # More than padding: the header describes other pixels than the file
+            # holds (e.g. BitsAllocated 8 on 16-bit data); decoding would be garbage.
+            raise SkipFile(
+                f"pixel data length ({value_length} bytes) does not match its header "
+                f"({rows}x{cols}, {n_frames} frame(s), {bits_allocated} bits allocated = "
+                f"{expected} bytes)"
+            )
+        if start is not None and ts in _NATIVE_LITTLE_ENDIAN and bits_allocated in (8, 16):
             offset, length = start, expected
-    elif start >= probe.size:
+    elif start is not None and start >= probe.size:
         raise SkipFile("file is truncated: pixel data missing")
 
     pixel = PixelFormat(
@@ -575,6 +691,8 @@ def _header_from_dataset(
                 sop_uid,
                 number,
                 pixel,
+                _float(ds, "SliceThickness"),
+                _text(ds, "ConvolutionKernel"),
             ),
         )
     series_uid = _text(ds, "SeriesInstanceUID")

@@ -22,6 +22,7 @@ from concurrent.futures import Future
 
 import numpy as np
 from pydicom import dcmread
+from pydicom.uid import UID
 
 from app.core.imaging import apply_rescale, rescale_in_place
 from app.core.volume import Geometry, Volume
@@ -29,9 +30,10 @@ from app.io.bounded_pool import run_bounded
 from app.io.dicom_header import human_reason
 from app.io.dicom_series import slice_normal
 from app.io.errors import LoadError
+from app.io.limits import check_series_memory
 from app.io.records import DicomSlice, PixelFormat, SeriesRef
 
-__all__ = ["load_dicom_series", "series_geometry", "io_workers"]
+__all__ = ["decode_reason", "load_dicom_series", "series_geometry", "io_workers"]
 
 Progress = Callable[[int, int], None] | None
 
@@ -141,12 +143,64 @@ class _Decoder:
                 _rescale_in_place(target, s)
 
     def _read_pydicom(self, path: str, items: list[tuple[int, DicomSlice]]) -> None:
-        ds = dcmread(path)
-        pixels = ds.pixel_array
+        pixel = items[0][1].pixel
+        try:
+            ds = dcmread(path)
+            pixels = ds.pixel_array
+        except Exception as exc:  # name the real cause, not "corrupt header"
+            raise LoadError(decode_reason(exc, pixel.transfer_syntax)) from None
         if pixels.ndim == 2:
             pixels = pixels[np.newaxis]
+        if pixels.shape[1:] != (pixel.rows, pixel.cols) or pixels.shape[0] < max(
+            s.frame + 1 for _, s in items
+        ):
+            raise LoadError(
+                f"decoded pixels ({'x'.join(map(str, pixels.shape))}) do not match the "
+                f"header ({pixel.n_frames} frame(s) of {pixel.rows}x{pixel.cols})"
+            )
         for index, s in items:
             self.out[index] = apply_rescale(pixels[s.frame], s.slope, s.intercept)
+
+
+def decode_reason(exc: BaseException, transfer_syntax: str) -> str:
+    """A user-facing reason for a failed pixel decode: codec, truncation or size.
+
+    Parameters
+    ----------
+    exc
+        What pydicom or its decoder plugin raised.
+    transfer_syntax
+        The file's transfer syntax UID (named in the reason).
+
+    Returns
+    -------
+    str
+        One line, no traceback and no patient data.
+    """
+    name = UID(transfer_syntax).name if transfer_syntax else "unknown transfer syntax"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lower = text.lower()
+    if isinstance(exc, MemoryError):
+        return f"too large to decode ({name})"
+    if (
+        isinstance(exc, NotImplementedError)
+        or "no available plugin" in lower
+        or ("unable to decompress" in lower or "not supported" in lower or "missing" in lower)
+    ):
+        return f"unsupported codec: {name} cannot be decoded here"
+    if isinstance(exc, EOFError) or any(
+        word in lower
+        for word in (
+            "truncat",
+            "fragment",
+            "end of",
+            "insufficient",
+            "too short",
+            "no 'pixel data'",
+        )
+    ):
+        return f"truncated or damaged pixel data ({name}: {text[:100]})"
+    return f"pixel data could not be decoded ({name}: {text[:100]})"
 
 
 def _rescale_in_place(target: np.ndarray, s: DicomSlice) -> None:
@@ -200,6 +254,9 @@ def load_dicom_series(
     slices = sorted(ref.slices, key=lambda s: float(np.dot(s.position, normal)))
     geometry, positions, warnings = series_geometry(slices)
     rows, cols = slices[0].pixel.rows, slices[0].pixel.cols
+    too_large = check_series_memory(len(slices) * rows * cols)
+    if too_large is not None:
+        raise LoadError(f"{too_large} ({len(slices)} slices of {rows}x{cols})")
     out = np.empty((len(slices), rows, cols), dtype=np.int16)
     by_file: dict[str, list[tuple[int, DicomSlice]]] = defaultdict(list)
     for i, s in enumerate(slices):

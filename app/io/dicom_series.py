@@ -1,7 +1,8 @@
 """Grouping DICOM image headers into loadable series.
 
 Files are grouped by SeriesInstanceUID, then split by matrix size, pixel
-spacing and orientation, so that a stray slice (a scout stored in the axial
+spacing, orientation, slice thickness and convolution kernel (as mature
+viewers split two reconstructions stored under one UID), so that a stray slice (a scout stored in the axial
 series, a lone slice at another matrix) is skipped with its reason instead of
 making the whole series unloadable. Large enough subgroups (a second
 reconstruction stored under the same UID) become series of their own.
@@ -12,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from app.core.orientation import axis_permutation
+from app.core.volume import SeriesInfo
 from app.io.dicom_header import DicomHeader
 from app.io.records import DicomSlice, SeriesRef, SkippedFile
 
@@ -41,6 +44,8 @@ def _frame_key(s: DicomSlice) -> tuple[object, ...]:
         s.pixel.cols,
         round(s.pixel_spacing[0], 3),
         round(s.pixel_spacing[1], 3),
+        None if s.thickness is None else round(s.thickness, 2),
+        s.kernel.upper(),
     )
 
 
@@ -70,7 +75,17 @@ def _stray_reason(stray: DicomSlice, main: DicomSlice) -> str:
             f"matrix size {stray.pixel.rows}x{stray.pixel.cols} differs from its series' "
             f"{main.pixel.rows}x{main.pixel.cols}"
         )
-    return "pixel spacing differs from the rest of its series"
+    if stray.pixel_spacing != main.pixel_spacing:
+        return "pixel spacing differs from the rest of its series"
+    if stray.thickness != main.thickness:
+        return (
+            f"slice thickness {stray.thickness} mm differs from its series' {main.thickness} mm "
+            "(another reconstruction)"
+        )
+    return (
+        f"convolution kernel {stray.kernel or '(none)'} differs from its series' "
+        f"{main.kernel or '(none)'} (another reconstruction)"
+    )
 
 
 def _split_duplicates(
@@ -111,6 +126,17 @@ def _display_slice_count(members: list[DicomSlice]) -> int:
     direction = np.column_stack([iop[:3], iop[3:], slice_normal(iop)])
     perm, _ = axis_permutation(direction)
     return (members[0].pixel.cols, members[0].pixel.rows, len(members))[perm[2]]
+
+
+def _part_info(info: SeriesInfo, first: DicomSlice, split: bool) -> SeriesInfo:
+    """Series metadata of one part: its own thickness and kernel when a UID was split."""
+    if not split:
+        return info
+    return replace(
+        info,
+        slice_thickness=first.thickness,
+        convolution_kernel=first.kernel or info.convolution_kernel,
+    )
 
 
 def _series_key(series_uid: str, members: list[DicomSlice]) -> str:
@@ -164,8 +190,8 @@ def build_dicom_series(headers: list[DicomHeader]) -> tuple[list[SeriesRef], lis
                 skipped.extend(
                     SkippedFile(Path(p), reason) for p in dict.fromkeys(s.path for s in part)
                 )
-        info = group[0].info
         for part in kept:
+            info = _part_info(group[0].info, part[0], len(kept) > 1)
             volumes, dropped = _split_duplicates(part, acquisition)
             n_dup = len(dropped)
             skipped.extend(SkippedFile(Path(s.path), reason) for s, reason in dropped)

@@ -52,6 +52,10 @@ class DicomSlice:
     sop_instance_uid: str
     instance_number: int | None
     pixel: PixelFormat
+    # Reconstruction parameters that tell two reconstructions stored under one
+    # SeriesInstanceUID apart (None/"" when the file does not say).
+    thickness: float | None = None
+    kernel: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,15 @@ class SeriesRef:
     def is_ct(self) -> bool:
         """True when the modality is CT (other modalities load but are flagged)."""
         return self.info.modality.upper() == "CT"
+
+    @property
+    def n_planes(self) -> int:
+        """Image planes actually stacked: DICOM slices/frames, else the file's slice count.
+
+        Unlike :attr:`n_slices`, one coronal image counts as one plane, not as
+        its number of rows.
+        """
+        return len(self.slices) if self.kind == "dicom" else self.n_slices
 
     @property
     def files(self) -> list[Path]:

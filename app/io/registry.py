@@ -137,6 +137,13 @@ def describe_unknown(head: bytes) -> str:
         if head.startswith(magic):
             return f"not a DICOM file ({what})"
     sample = head[:4096]
+    if not sample.strip(b"\x00"):
+        return (
+            f"not a DICOM file (all {len(head)} bytes are zero: an unwritten, wiped or "
+            "truncated file)"
+        )
+    if b"\x00" in sample:
+        return "not a DICOM or volume file (binary data)"
     try:
         sample.decode("utf-8")
         return "not a DICOM file (text)"

@@ -18,6 +18,7 @@ from typing import Any
 
 from app.io.bounded_pool import run_bounded
 from app.io.dicom_header import human_reason, read_head
+from app.io.dicomdir import is_dicomdir_name, referenced_files
 from app.io.errors import SkipFile
 from app.io.records import FileProbe, ScanResult, SeriesRef, SkippedFile
 from app.io.registry import Reader, describe_unknown, find_reader, readers
@@ -25,13 +26,26 @@ from app.io.registry import Reader, describe_unknown, find_reader, readers
 __all__ = ["scan_paths", "ScanResult", "SeriesRef", "SkippedFile"]
 
 
-def _walk(paths: Sequence[Path | str], skipped: list[SkippedFile]) -> list[Path]:
-    """Regular files under ``paths`` (recursively, symlinked folders not followed), sorted."""
+def _walk(
+    paths: Sequence[Path | str], skipped: list[SkippedFile], dicomdirs: dict[Path, tuple[int, int]]
+) -> list[Path]:
+    """Regular files under ``paths`` (recursively, symlinked folders not followed), sorted.
+
+    Folders that cannot be listed are reported in ``skipped`` by name. The
+    files a DICOMDIR references are added (its folder tree may name them
+    differently); ``dicomdirs`` receives each DICOMDIR's references: listed and present.
+    """
     files: dict[str, Path] = {}
+
+    def unlisted(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else Path("?")
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+        skipped.append(SkippedFile(folder, f"folder cannot be listed: {reason} ({folder})"))
+
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for root, dirs, names in os.walk(p, onerror=None):
+            for root, dirs, names in os.walk(p, onerror=unlisted):
                 dirs.sort()
                 for name in names:
                     full = Path(root, name)
@@ -40,7 +54,27 @@ def _walk(paths: Sequence[Path | str], skipped: list[SkippedFile]) -> list[Path]
             files.setdefault(os.path.realpath(p), p)
         else:
             skipped.append(SkippedFile(p, "does not exist"))
+    for path in [f for f in files.values() if is_dicomdir_name(f)]:
+        listed, n_listed = referenced_files(path)
+        dicomdirs[path] = (n_listed, len(listed))
+        for ref in listed:
+            files.setdefault(os.path.realpath(ref), ref)
     return sorted(files.values())
+
+
+def _dicomdir_reason(path: Path, reason: str, dicomdirs: dict[Path, tuple[int, int]]) -> str:
+    """A DICOMDIR's skip reason: it is an index; say whether its images were there."""
+    if path not in dicomdirs or not reason.startswith("DICOMDIR"):
+        return reason
+    n_listed, n_present = dicomdirs[path]
+    if n_listed == 0:
+        return "DICOMDIR (a directory index) listing no readable image files"
+    if n_present == 0:
+        return (
+            f"DICOMDIR lists {n_listed} file(s) but none is present (copy the whole "
+            "folder it came with)"
+        )
+    return f"DICOMDIR (a directory index; the {n_present} file(s) it lists were read)"
 
 
 def _probe(path: Path) -> FileProbe:
@@ -101,7 +135,8 @@ def scan_paths(
         ``series`` (largest first) and ``skipped`` files with their reasons.
     """
     result = ScanResult()
-    files = _walk(list(paths), result.skipped)
+    dicomdirs: dict[Path, tuple[int, int]] = {}
+    files = _walk(list(paths), result.skipped, dicomdirs)
     result.n_files = total = len(files)
     state: dict[str, Any] = {}
     headers: dict[int, tuple[Reader, Any]] = {}
@@ -117,6 +152,9 @@ def scan_paths(
         nonlocal done
         for index, outcome in zip(indices, fut.result(), strict=True):
             if isinstance(outcome, SkippedFile):
+                if outcome.path in dicomdirs:
+                    reason = _dicomdir_reason(outcome.path, outcome.reason, dicomdirs)
+                    outcome = SkippedFile(outcome.path, reason)
                 result.skipped.append(outcome)
             else:
                 headers[index] = outcome
@@ -148,6 +186,6 @@ def scan_paths(
         series, skipped = reader_list[position].build_series(group)
         result.series.extend(series)
         result.skipped.extend(skipped)
-    result.series.sort(key=lambda r: (-r.n_slices, r.key))
+    result.series.sort(key=lambda r: (-r.n_planes, -r.n_slices, r.key))
     result.skipped.sort(key=lambda s: str(s.path))
     return result

@@ -33,6 +33,7 @@ from app.ml.anatomy.features import embed_with_features, feature_similarity
 from app.ml.anatomy.index import IndexCache, SeriesIndex, build_index, series_identity
 from app.ml.anatomy.refine import ncc_matrix, thumbnails
 from app.ml.runtime.model import EmbeddingModel
+from app.ml.runtime.preprocess import MIN_PLANE_PIXELS
 
 __all__ = [
     "MIN_OVERLAP",
@@ -47,6 +48,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_SLICES = 2
+# Least head-foot extent (slice count x spacing) matched at all, so that two
+# slices of a head are not "matched" onto a chest. A 38 mm series of the wrong
+# region is already not reliably refused (see MIN_OVERLAP); 30 mm keeps
+# short but real series (a 30-slice 1.25 mm reconstruction) matchable.
+MIN_EXTENT_MM = 30.0
 # Least HU range (max - min) of a series taken for a CT image.
 _MIN_HU_RANGE = 300
 # Full similarity rows up to this many prior slices (exact k-NN over the whole
@@ -117,7 +123,8 @@ def check_matchable(volume: Volume, role: str) -> None:
     ------
     MatchError
         Not CT (the model reads Hounsfield units), fewer than :data:`MIN_SLICES`
-        slices, repeated slice positions, or values that are not CT numbers
+        slices, repeated slice positions, slices smaller than
+        :data:`MIN_PLANE_PIXELS`, less than :data:`MIN_EXTENT_MM` of extent, or values that are not CT numbers
         (a mask or label map).
     """
     modality = (volume.info.modality or "CT").upper()
@@ -134,6 +141,18 @@ def check_matchable(volume: Volume, role: str) -> None:
     z = volume.slice_z
     if not np.all(np.isfinite(z)) or np.any(np.diff(np.sort(z)) <= 1e-6):
         raise MatchError(f"{role} has slices at repeated or invalid positions")
+    rows, cols = volume.voxels.shape[1:]
+    if min(rows, cols) < MIN_PLANE_PIXELS:
+        raise MatchError(
+            f"{role}'s slices are {rows}x{cols} pixels; matching needs axial slices of at "
+            f"least {MIN_PLANE_PIXELS}x{MIN_PLANE_PIXELS} (is it a single non-axial image?)"
+        )
+    extent = volume.n_slices * abs(float(volume.geometry.spacing[2]))
+    if extent < MIN_EXTENT_MM:
+        raise MatchError(
+            f"{role} covers only {extent:.0f} mm head to foot ({volume.n_slices} slices); "
+            f"matching needs at least {MIN_EXTENT_MM:.0f} mm to tell body regions apart"
+        )
     # Any CT image spans hundreds of HU (air, fat, soft tissue, bone); a mask,
     # a label map or a blank series does not.
     sample = volume.voxels[:, ::8, ::8]

@@ -120,6 +120,11 @@ def _open_session(data: bytes, providers: list[str], path: Path) -> _Loaded:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users
+    if providers[0] == _CUDA:
+        # The CUDA build on a machine without a GPU (or without CUDA/cuDNN
+        # libraries) prints an error and a warning from C++ straight to stderr
+        # before falling back to the CPU; the fallback is reported below instead.
+        ort.set_default_logger_severity(4)
     try:
         session = ort.InferenceSession(data, sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
@@ -128,8 +133,13 @@ def _open_session(data: bytes, providers: list[str], path: Path) -> _Loaded:
             log.warning("CUDA session failed (%s); using the CPU", type(exc).__name__)
             return _open_session(data, [_CPU], path)
         raise ModelError(f"cannot load the model {path}: not a valid ONNX model ({exc})") from None
+    finally:
+        if providers[0] == _CUDA:
+            ort.set_default_logger_severity(3)
     # onnxruntime silently drops CUDA when no device is present: report the truth.
     provider = session.get_providers()[0]
+    if providers[0] == _CUDA and provider != _CUDA:
+        log.info("CUDA is not usable here (no GPU, driver or CUDA libraries); using the CPU")
     return _Loaded(session, provider)
 
 

@@ -40,6 +40,8 @@ __all__ = [
 # The body mask is found on a coarse grid: finding a centroid needs no detail,
 # and a coarse grid makes it cheap and blind to thin table rails and cables.
 _MASK_GRID_MM = 6.0
+# Smallest slice (rows and columns) the resampling accepts; see _check_plane.
+MIN_PLANE_PIXELS = 8
 
 DEFAULT_WINDOWS: tuple[Window, ...] = (LUNG_WINDOW, SOFT_TISSUE_WINDOW, BONE_WINDOW)
 
@@ -152,6 +154,8 @@ def body_centroids(volume: Volume, indices: Sequence[int] | np.ndarray) -> np.nd
     out = np.empty((len(indices), 2), dtype=np.float64)
     out[:] = ((cols - 1) / 2.0, (rows - 1) / 2.0)
     for i, mask in enumerate(masks):
+        if min(mask.shape) < 1:
+            continue  # OpenCV crashes (SIGSEGV) on empty images; a thin slice keeps the centre
         n, _, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
         if n < 2:
             continue
@@ -237,6 +241,7 @@ def prepare_hu_slices(
     """
     spec = spec or InputSpec()
     indices = _checked_indices(volume, indices)
+    _check_plane(volume)
     size = spec.size
     out = np.empty((len(indices), size, size), dtype=np.float32)
     if len(indices) == 0:
@@ -270,6 +275,16 @@ def window_channels(hu: np.ndarray, spec: InputSpec | None = None) -> np.ndarray
     widths = np.array([w.width for w in spec.windows], dtype=np.float32)
     out = (hu[:, np.newaxis] - lowers[None, :, None, None]) / widths[None, :, None, None]
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _check_plane(volume: Volume) -> None:
+    """Refuse slices OpenCV cannot resample (it crashes on empty or 1-pixel-wide images)."""
+    rows, cols = volume.voxels.shape[1:]
+    if rows < MIN_PLANE_PIXELS or cols < MIN_PLANE_PIXELS:
+        raise ValueError(
+            f"slices of {rows}x{cols} pixels are too small to prepare "
+            f"(at least {MIN_PLANE_PIXELS}x{MIN_PLANE_PIXELS} are needed)"
+        )
 
 
 def _checked_indices(volume: Volume, indices: Sequence[int] | np.ndarray | None) -> np.ndarray:
@@ -340,6 +355,7 @@ def labels_to_input(
         raise ValueError(
             f"labels have shape {labels.shape}, the slice has {volume.voxels.shape[1:]}"
         )
+    _check_plane(volume)
     rows, cols = labels.shape
     small_h, small_w = shrunk_shape(volume, spec)
     centroid = body_centroids(volume, [int(index)])[0]

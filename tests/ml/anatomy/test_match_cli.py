@@ -59,7 +59,7 @@ def test_json_contract_and_accuracy(pair_paths, toy_model_path, capsys):
     )
     assert code == 0, err
     doc = json.loads(out)
-    assert set(doc) == {"model", "matches"}
+    assert set(doc) == {"model", "matches", "skipped"}
     assert doc["model"].startswith("toy-test sha256:") and len(doc["model"].split(":")[1]) == 64
     matches = doc["matches"]
     assert [m["current_index"] for m in matches] == list(range(CUR["n_slices"]))
