@@ -14,6 +14,7 @@ __all__ = ["MIN_OVERLAP", "ncc_map", "peak_subvoxel"]
 
 # Least fraction of the template's voxels that must be compared at an offset.
 MIN_OVERLAP = 0.5
+_AXES = (0, 1, 2)
 
 
 def ncc_map(
@@ -57,12 +58,12 @@ def ncc_map(
     fshape = r.shape
 
     def spec(a: np.ndarray) -> np.ndarray:
-        return np.fft.rfftn(a, fshape)
+        return np.fft.rfftn(a, fshape, axes=_AXES)
 
     tz, ty, tx = t.shape
 
     def corr(ft: np.ndarray, fr: np.ndarray) -> np.ndarray:
-        full = np.fft.irfftn(ft * fr, fshape)
+        full = np.fft.irfftn(ft * fr, fshape, axes=_AXES)
         return full[tz - 1 :, ty - 1 :, tx - 1 :][: out_shape[0], : out_shape[1], : out_shape[2]]
 
     flip = (slice(None, None, -1),) * 3
@@ -114,7 +115,10 @@ def _plain_ncc(t: np.ndarray, r: np.ndarray) -> np.ndarray:
     r = r - r.mean()  # conditioning of the box sums
     fshape = r.shape
     full = np.fft.irfftn(
-        np.fft.rfftn(r, fshape) * np.fft.rfftn(t0[::-1, ::-1, ::-1], fshape), fshape
+        np.fft.rfftn(r, fshape, axes=_AXES)
+        * np.fft.rfftn(t0[::-1, ::-1, ::-1], fshape, axes=_AXES),
+        fshape,
+        axes=_AXES,
     )
     tz, ty, tx = t.shape
     num = full[tz - 1 :, ty - 1 :, tx - 1 :][: out_shape[0], : out_shape[1], : out_shape[2]]
