@@ -367,13 +367,15 @@ def format_point_report(report: PointEvalReport) -> str:
             e = per["engine"]
             ok_med = e.median <= GOALS["median"]
             ok_p95 = e.p95 <= GOALS["p95"]
-            better = "rigid" not in per or (
-                e.median < per["rigid"].median and e.p95 < per["rigid"].p95
-            )
+            if "rigid" in per:
+                r = per["rigid"]
+                better = "yes" if e.median < r.median and e.p95 < r.p95 else "NO"
+            else:
+                better = "n/a (rigid not run)"
             lines.append(
                 f"goals: median <= {GOALS['median']} mm {'met' if ok_med else 'MISSED'}; "
                 f"p95 <= {GOALS['p95']} mm {'met' if ok_p95 else 'MISSED'}; "
-                f"better than rigid {'yes' if better else 'NO'}"
+                f"better than rigid {better}"
             )
     if any(p.confidence for p in report.pairs):
         lines += ["", "engine confidence band: points, median, p90 error (mm)"]

@@ -123,3 +123,35 @@ def test_json_entry_has_the_contract_keys(pair):
     d = engine.locate(p).to_dict()
     assert {"current_point", "prior_point", "confidence", "radius_mm", "in_coverage"} <= set(d)
     assert len(d["current_point"]) == 3
+
+
+def test_propagating_a_line_maps_both_ends(pair):
+    from app.core.measure import Measurement
+    from app.ml.points.propagate import propagate_measurement
+
+    current, prior, engine = pair
+    pts = body_points(engine, 30, 11)
+    truth, covered = true_points(current, prior, pts)
+    (i, j), truth = np.flatnonzero(covered)[:2], truth[np.flatnonzero(covered)[:2]]
+    a, b = pts[i], pts[j]
+    line = Measurement("line", "cur", "20250101", (tuple(a), tuple(b)), "n1", "nodule")
+    result = propagate_measurement(line, engine)
+    moved = result.measurement
+    assert moved is not None and moved.finding == "n1" and moved.kind == "line"
+    assert moved.series_uid == prior.volume.info.series_uid
+    for got, want in zip(moved.points, truth, strict=True):
+        assert np.linalg.norm(np.array(got) - want) < 6.0
+    assert 0.0 <= result.confidence <= 1.0
+
+
+def test_propagation_refuses_an_uncovered_end(pair):
+    from app.core.measure import Measurement
+    from app.ml.points.propagate import propagate_measurement
+
+    _, _, engine = pair
+    a = body_points(engine, 1, 12)[0]
+    far = engine.current.geometry.index_to_lps(np.array([-50.0, 0.0, 0.0]))
+    line = Measurement("line", "cur", "", (tuple(a), tuple(far)))
+    result = propagate_measurement(line, engine)
+    assert result.measurement is None and "control point 2" in result.message
+    assert result.confidence == 0.0
