@@ -229,6 +229,19 @@ def evaluate_point_pair(
     return result
 
 
+def _pair_line(res: PointPairResult, methods: Sequence[str]) -> str:
+    """One pair's figures for the progress log: median / p95 (mm) per method, times."""
+    parts = []
+    for m in methods:
+        e = np.asarray(res.errors[m], dtype=np.float64)
+        if len(e):
+            med = np.percentile(e, 50, method="lower")
+            p95 = np.percentile(e, 95, method="higher")
+            parts.append(f"{m} {med:.2f}/{p95:.2f}")
+    ms = f"; engine {np.percentile(res.point_ms, 95):.0f} ms p95/point" if res.point_ms else ""
+    return f"{res.n_covered} covered points; median/p95 mm: " + ", ".join(parts) + ms
+
+
 def summarise_points(pairs: Sequence[PointPairResult], method: str) -> PointMethodSummary:
     """Pool one method's errors over pairs."""
     e = np.concatenate([np.asarray(p.errors[method], dtype=np.float64) for p in pairs])
@@ -293,14 +306,7 @@ def run_point_evaluation(
                 )  # fmt: skip
                 done.append(res)
                 if progress:
-                    progress(
-                        "  "
-                        + ", ".join(
-                            f"{m} median {np.median(res.errors[m]):.2f} mm"
-                            for m in methods
-                            if res.errors[m]
-                        )
-                    )
+                    progress("  " + _pair_line(res, methods))
         pairs.extend(done)
         summaries[preset] = {m: summarise_points(done, m) for m in methods}
         if "engine" in methods:
