@@ -68,3 +68,10 @@ def test_bad_arguments(capsys, toy_model_path, tmp_path):
     with pytest.raises(SystemExit):
         main(["eval-points", "--seeds", "a,b"])
     assert "integers" in capsys.readouterr().err
+
+
+def test_progress_line_names_every_method(result):
+    from app.ml.points.evaluation import _pair_line
+
+    line = _pair_line(result, POINT_METHODS)
+    assert all(m in line for m in POINT_METHODS) and "covered points" in line
