@@ -74,10 +74,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from app.ml.match import Matcher
+    from app.ml.anatomy.match import Matcher
     from app.ml.points.locate import PointPair
     from app.ml.points.registration import rigid_transform
-    from app.ml.runtime import EmbeddingModel
+    from app.ml.runtime.model import EmbeddingModel
     from app.sim.followup import SIM_PRESETS, simulate_followup
 
     source, name = source_volume()

@@ -61,13 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval-points``; returns the exit code."""
-    from app.ml.match import Matcher
+    from app.ml.anatomy.match import Matcher
     from app.ml.points.evaluation import (
         POINT_METHODS,
         format_point_report,
         run_point_evaluation,
     )
-    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.runtime.model import EmbeddingModel, ModelError
 
     def error(message: str) -> None:
         print(f"priorsync eval-points: error: {message}", file=sys.stderr)

@@ -173,9 +173,9 @@ def run(args: argparse.Namespace) -> int:
         _error("give at least one point (--point X,Y,Z or --points-file F)")
         return EXIT_INPUT
 
-    from app.ml.match import Matcher, MatchError
+    from app.ml.anatomy.match import Matcher, MatchError
     from app.ml.points.engine import PointEngine
-    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.runtime.model import EmbeddingModel, ModelError
 
     try:
         model = EmbeddingModel.load(args.model, device=args.device)

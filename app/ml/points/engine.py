@@ -1,6 +1,6 @@
 """Point correspondence for many pairs: series grids and alignments kept per series.
 
-:class:`PointEngine` wraps the slice engine (:class:`app.ml.match.Matcher`):
+:class:`PointEngine` wraps the slice engine (:class:`app.ml.anatomy.match.Matcher`):
 it indexes and aligns a pair once, resamples each series onto its matching
 grids once (:mod:`app.ml.points.grids`), and hands out :class:`PointPair`
 objects whose :meth:`~app.ml.points.locate.PointPair.locate` answers a point
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from app.core.volume import Volume
-from app.ml.align import Alignment
-from app.ml.match import Matcher
+from app.ml.anatomy.align import Alignment
+from app.ml.anatomy.match import Matcher
 from app.ml.points.grids import SeriesGrid, build_grid
 from app.ml.points.locate import PointPair, PointParams
 
@@ -22,7 +22,7 @@ __all__ = ["PointEngine"]
 
 
 class PointEngine:
-    """Point correspondence on top of a :class:`~app.ml.match.Matcher`.
+    """Point correspondence on top of a :class:`~app.ml.anatomy.match.Matcher`.
 
     Parameters
     ----------
@@ -60,7 +60,7 @@ class PointEngine:
 
         Raises
         ------
-        app.ml.match.MatchError
+        app.ml.anatomy.match.MatchError
             When no alignment is given and the series cannot be matched
             (not CT, too short, or no common anatomy).
         """

@@ -1,6 +1,6 @@
 """Evaluation of point correspondence on simulated pairs, with baselines in the same run.
 
-Pairs come from :func:`app.ml.evaluate.make_pair` (simulated from a real CT,
+Pairs come from :func:`app.ml.evaluation.slices.make_pair` (simulated from a real CT,
 written to disk as DICOM or NIfTI and read back through the real readers), so
 the engine sees what a user's files give. The simulator's point truth
 (:func:`app.sim.point_truth.true_points`) says where each current point lies
@@ -20,7 +20,7 @@ Methods:
 * ``slice_sync``: the engine's slice match moves the point along the prior's
   normal to the matched level; in-plane it stays put;
 * ``rigid``: SimpleITK rigid registration of the whole volumes
-  (:func:`app.ml.baselines.rigid_transform`);
+  (:func:`app.ml.evaluation.baselines.rigid_transform`);
 * ``bspline``: SimpleITK B-spline deformable registration on top of it
   (:func:`app.ml.points.registration.bspline_transform`).
 
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from app.ml.match import Matcher
+from app.ml.anatomy.match import Matcher
 from app.ml.points.locate import PointPair, PointParams
 from app.ml.points.registration import bspline_transform, map_points, rigid_transform
 
@@ -278,7 +278,7 @@ def run_point_evaluation(
     ValueError
         An unknown role, or no source volume of the role is available.
     """
-    from app.ml.evaluate import make_pair
+    from app.ml.evaluation.slices import make_pair
     from app.sim.sources import HOLDOUT_VOLUMES, TRAIN_VOLUMES, available_sources
 
     if role not in ROLES:

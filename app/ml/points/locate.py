@@ -3,7 +3,7 @@
 For one pair (current, prior) of the same patient, in any frames of reference.
 Once per pair (:meth:`PointPair.prepare`, after both series are indexed):
 
-1. **Level.** The slice engine's alignment (:class:`app.ml.align.Alignment`,
+1. **Level.** The slice engine's alignment (:class:`app.ml.anatomy.align.Alignment`,
    from the embedding model and its feature maps) maps every current level to
    the prior's, and says which levels the prior images.
 2. **Shift.** One large block of the current (168 x 168 x 36 mm, at a level
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from app.core.volume import Volume
-from app.ml.align import Alignment
+from app.ml.anatomy.align import Alignment
 from app.ml.points.grids import SeriesGrid, build_grid
 from app.ml.points.ncc import ncc_map, peak_subvoxel
 

@@ -1,6 +1,6 @@
 """Whole-volume registrations the point engine is measured against (SimpleITK).
 
-* rigid: :func:`app.ml.baselines.rigid_transform` (Euler3D, Mattes MI);
+* rigid: :func:`app.ml.evaluation.baselines.rigid_transform` (Euler3D, Mattes MI);
 * B-spline: :func:`bspline_transform`, a free-form deformation on top of it.
 
 Both map current (fixed) LPS points to prior (moving) LPS points.
@@ -16,7 +16,7 @@ from app.core.volume import Volume
 
 # The slice baselines' image conversion (air at 0, anti-aliased coarsening),
 # so both registrations see the same images.
-from app.ml.baselines import _to_sitk, rigid_transform
+from app.ml.evaluation.baselines import _to_sitk, rigid_transform
 
 __all__ = ["BSPLINE_MESH_MM", "bspline_transform", "map_points", "rigid_transform"]
 

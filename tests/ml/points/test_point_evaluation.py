@@ -9,7 +9,7 @@ import pytest
 from engine_helpers import phantom_volume
 
 from app.cli import main
-from app.ml.match import Matcher
+from app.ml.anatomy.match import Matcher
 from app.ml.points.evaluation import (
     POINT_METHODS,
     PointEvalReport,

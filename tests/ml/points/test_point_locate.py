@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from engine_helpers import phantom_volume
 
-from app.ml.align import Alignment
+from app.ml.anatomy.align import Alignment
 from app.ml.points.locate import PointPair, inside_volume
 from app.sim.followup import SIM_PRESETS, identity_scan, simulate_followup, true_correspondence
 from app.sim.point_truth import true_points
