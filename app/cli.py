@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("app.commands.export", "export a current slice and its matched prior slices as PNG"),
     "doctor": ("app.commands.doctor", "say what this machine has and lacks for PriorSync"),
     "eval": ("app.commands.eval", "evaluate slice matching on held-out simulated pairs"),
+    "locate": ("app.commands.locate", "find points of CURRENT in PRIOR (headless)"),
+    "eval-points": (
+        "app.commands.eval_points",
+        "evaluate point correspondence on simulated pairs, with baselines",
+    ),
     "train": ("app.commands.train", "train the embedding model and export it to ONNX"),
     "train-sketch": ("app.commands.train_sketch", "train the sketch-query models, export to ONNX"),
     "index": ("app.commands.index", "index a folder of CT series for sketch search"),

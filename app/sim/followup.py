@@ -52,6 +52,13 @@ import SimpleITK as sitk
 from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Geometry, Volume
 from app.io.safe_write import safe_write
+from app.sim.point_truth import (
+    FIELD_NAME,
+    FieldTruth,
+    read_point_truth,
+    source_grid,
+    write_point_truth,
+)
 
 __all__ = [
     "SimParams",
@@ -209,12 +216,17 @@ class SimulatedScan:
         Every value drawn (JSON-serialisable), for reports and reproduction.
     source_ref
         Identity of the source volume; scans are only comparable when equal.
+    point_truth
+        The displacement field and grids the scan was resampled with, for
+        point ground truth (:mod:`app.sim.point_truth`); ``None`` for the
+        source itself (:func:`identity_scan`) and scans read without it.
     """
 
     volume: Volume
     source_z: np.ndarray
     params_used: dict[str, Any] = field(default_factory=dict)
     source_ref: str = ""
+    point_truth: FieldTruth | None = None
 
 
 def _source_ref(source: Volume) -> str:
@@ -651,7 +663,16 @@ def simulate_followup(
         table_offset_mm=[float(table_xy[0]), float(table_xy[1]), table_z],
         n_slices=n_out,
     )
-    return SimulatedScan(volume, source_z, used, _source_ref(source))
+    truth = FieldTruth(
+        origin=origin,
+        spacing=np.array([pixel, pixel, spacing]),
+        shape=(n_out, matrix, matrix),
+        grid_origin=grid_origin.astype(np.float64),
+        field=disp.astype(np.float64),
+        field_spacing=np.array([node_step, node_step, spacing if n_out > 1 else 1.0]),
+        source=source_grid(source),
+    )
+    return SimulatedScan(volume, source_z, used, _source_ref(source), truth)
 
 
 def _to_slice_z(z_grid: Any, zg: np.ndarray, src_z: np.ndarray, sz: float) -> Any:
@@ -799,6 +820,8 @@ def write_scan(
         "params_used": scan.params_used,
     }
     safe_write(folder / SIDECAR_NAME, json.dumps(sidecar, indent=1).encode(), overwrite=True)
+    if scan.point_truth is not None:
+        write_point_truth(scan.point_truth, folder / FIELD_NAME)
     return target
 
 
@@ -824,4 +847,7 @@ def read_scan(folder: Path | str) -> SimulatedScan:
         raise ValueError(
             f"{folder}: the sidecar describes {len(source_z)} slices, found {volume.n_slices}"
         )
-    return SimulatedScan(volume, source_z, meta.get("params_used", {}), meta.get("source_ref", ""))
+    truth = read_point_truth(folder / FIELD_NAME) if (folder / FIELD_NAME).is_file() else None
+    return SimulatedScan(
+        volume, source_z, meta.get("params_used", {}), meta.get("source_ref", ""), truth
+    )
