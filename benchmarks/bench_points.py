@@ -75,8 +75,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from app.ml.anatomy.match import Matcher
+    from app.ml.evaluation.registration import rigid_transform
     from app.ml.points.locate import PointPair
-    from app.ml.points.registration import rigid_transform
     from app.ml.runtime.model import EmbeddingModel
     from app.sim.followup import SIM_PRESETS, simulate_followup
 

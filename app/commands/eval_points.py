@@ -5,7 +5,7 @@ Prints, per preset, the 3-D error of the point engine beside four baselines
 rigid and B-spline registration), the engine's per-point time and the goal
 checks. ``--role test`` (default) uses the held-out volumes; ``--role
 validation`` the training volumes, for choosing settings. ``--json FILE``
-also writes every figure and per-pair result. See :mod:`app.ml.points.evaluation`.
+also writes every figure and per-pair result. See :mod:`app.ml.evaluation.points`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval-points``; returns the exit code."""
     from app.ml.anatomy.match import Matcher
-    from app.ml.points.evaluation import (
+    from app.ml.evaluation.points import (
         POINT_METHODS,
         format_point_report,
         run_point_evaluation,

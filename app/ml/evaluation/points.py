@@ -22,7 +22,7 @@ Methods:
 * ``rigid``: SimpleITK rigid registration of the whole volumes
   (:func:`app.ml.evaluation.baselines.rigid_transform`);
 * ``bspline``: SimpleITK B-spline deformable registration on top of it
-  (:func:`app.ml.points.registration.bspline_transform`).
+  (:func:`app.ml.evaluation.registration.bspline_transform`).
 
 Times: the engine's per-point ``locate`` (p50, p95), its per-pair preparation
 (grids, shift, affine) and the slice engine's indexing (embedding both series)
@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from app.ml.anatomy.match import Matcher
+from app.ml.evaluation.registration import bspline_transform, map_points, rigid_transform
 from app.ml.points.locate import PointPair, PointParams
-from app.ml.points.registration import bspline_transform, map_points, rigid_transform
 
 __all__ = [
     "POINT_METHODS",

@@ -10,7 +10,7 @@ from engine_helpers import phantom_volume
 
 from app.cli import main
 from app.ml.anatomy.match import Matcher
-from app.ml.points.evaluation import (
+from app.ml.evaluation.points import (
     POINT_METHODS,
     PointEvalReport,
     evaluate_point_pair,
@@ -71,7 +71,7 @@ def test_bad_arguments(capsys, toy_model_path, tmp_path):
 
 
 def test_progress_line_names_every_method(result):
-    from app.ml.points.evaluation import _pair_line
+    from app.ml.evaluation.points import _pair_line
 
     line = _pair_line(result, POINT_METHODS)
     assert all(m in line for m in POINT_METHODS) and "covered points" in line
