@@ -349,9 +349,10 @@ def run_evaluation(
     ValueError
         No held-out source volume is available.
     """
-    from app.sim.sources import HOLDOUT_VOLUMES, available_sources
+    from app.sim.roles import bodies
+    from app.sim.sources import available_sources
 
-    names = list(sources) if sources is not None else available_sources(list(HOLDOUT_VOLUMES))
+    names = list(sources) if sources is not None else available_sources(bodies("test"))
     if not names:
         raise ValueError("no held-out CT volume is available to evaluate on")
     results: list[PairResult] = []

@@ -1,7 +1,7 @@
 """Held-out evaluation of sketch search: does a drawn lesion find the patient who has it?
 
 Part 1, inserted lesions
-    Every held-out volume (:data:`app.sim.sources.HOLDOUT_VOLUMES`) is
+    Every named test-role volume (:func:`app.sim.roles.bodies`) is
     re-scanned into several simulated patients (``standard`` preset, no
     simulator lesion), and each gets one lesion from
     :func:`app.sim.lesions.insert_lesion_3d` (random class, size and site).
@@ -14,8 +14,8 @@ Part 1, inserted lesions
     The mask is carried to the template through the model frame (same place
     relative to the body centre, same physical size).
 Part 2, real tumours
-    ``chest-lung1`` / ``chest-lung2`` with the tumour masks of the shared data
-    folder (when present): several tumour levels x several jittered "mass"
+    The test-role volumes with a tumour mask in the shared data folder
+    (``chest-lung1``, ``chest-nsclc``, when present): several tumour levels x several jittered "mass"
     sketches on a template from another chest.
 
 Scoring, per query, over the exact full ranking of the archive
@@ -140,8 +140,9 @@ def _load_tumour(name: str, volume: Volume, notes: list[str]) -> np.ndarray | No
     from app.paths import shared_data_dir
 
     shared = shared_data_dir()
-    path = shared / f"{name}.tumour-mask.nrrd" if shared is not None else None
-    if path is None or not path.is_file():
+    found = [shared / f"{name}.tumour-mask{ext}" for ext in (".nrrd", ".nii.gz")] if shared else []
+    path = next((p for p in found if p.is_file()), None)
+    if path is None:
         notes.append(f"{name}: no tumour mask (the shared data folder is absent or lacks it)")
         return None
     try:
@@ -187,7 +188,8 @@ def load_eval_sources(progress: Callable[[str], None] | None = None) -> SourceSe
     ValueError
         No held-out volume can be had at all.
     """
-    from app.sim.sources import HOLDOUT_VOLUMES, SourceError, load_source
+    from app.sim.roles import TUMOUR_BODIES, bodies
+    from app.sim.sources import SourceError, load_source
 
     cache: dict[str, Volume | None] = {}
     notes: list[str] = []
@@ -203,12 +205,13 @@ def load_eval_sources(progress: Callable[[str], None] | None = None) -> SourceSe
                 cache[name] = None  # noted once, not retried
         return cache[name]
 
-    holdout = {n: v for n in HOLDOUT_VOLUMES if (v := get(n)) is not None}
+    # Named test bodies only: the OpenKBP test patients would multiply the archive's size.
+    holdout = {n: v for n in bodies("test", openkbp=False) if (v := get(n)) is not None}
     if not holdout:
         raise ValueError("no held-out CT volume is available to evaluate on: " + "; ".join(notes))
     templates = {n: v for n in _TEMPLATE_CANDIDATES if (v := get(n)) is not None}
     tumours = {}
-    for name in ("chest-lung1", "chest-lung2"):
+    for name in sorted(TUMOUR_BODIES & set(holdout)):
         vol = holdout.get(name)
         if vol is None:
             continue
