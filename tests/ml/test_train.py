@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="the training tests need PyTorch (th
 
 from app.ml.train.augment import augment  # noqa: E402
 from app.ml.train.data import PairSampler  # noqa: E402
-from app.ml.train.loop import TrainConfig, train  # noqa: E402
+from app.ml.train.loop import TrainConfig, snapshot_steps, train  # noqa: E402
 from app.ml.train.loss import batch_top1_error_mm, soft_target_contrastive_loss  # noqa: E402
 from app.ml.train.model import NetConfig  # noqa: E402
 
@@ -56,6 +56,25 @@ def test_sampler_is_deterministic() -> None:
     a = PairSampler(bank, np.random.default_rng(3)).sample()
     b = PairSampler(bank, np.random.default_rng(3)).sample()
     assert np.array_equal(a.images, b.images) and np.array_equal(a.z, b.z)
+
+
+def test_region_first_sampling_gives_each_region_an_equal_share() -> None:
+    # One chest volume, one abdomen volume and ten head-and-neck ones.
+    bank = toy_bank(n_volumes=12, scans=2)
+    regions = ["chest", "abdomen"] + ["head-neck"] * 10
+    sampler = PairSampler(bank, np.random.default_rng(0), groups=8, per_group=2, regions=regions)
+    drawn = np.concatenate([sampler.sample().volume[:16:2] for _ in range(300)])
+    share = {
+        r: np.mean(np.isin(drawn, [i for i, x in enumerate(regions) if x == r])) for r in regions
+    }
+    for r in ("chest", "abdomen", "head-neck"):
+        assert share[r] == pytest.approx(1 / 3, abs=0.05)
+    # Without regions, the head-and-neck volumes take most groups.
+    plain = PairSampler(bank, np.random.default_rng(0), groups=8, per_group=2)
+    drawn = np.concatenate([plain.sample().volume[:16:2] for _ in range(300)])
+    assert np.mean(drawn >= 2) > 0.75
+    with pytest.raises(ValueError, match="regions given"):
+        PairSampler(bank, np.random.default_rng(0), regions=["chest"])
 
 
 def test_loss_rewards_ranking_by_level() -> None:
@@ -124,6 +143,31 @@ def test_training_is_reproducible_and_resumes_exactly(tmp_path) -> None:
     assert again.steps_per_s > 0
 
 
+def test_region_sampling_run_keeps_snapshots_and_resumes_exactly(tmp_path) -> None:
+    import dataclasses
+
+    bank = toy_bank(n_volumes=3)
+    regions = ["chest", "head-neck", "head-neck"]
+    cfg = dataclasses.replace(tiny_config(6), sampling="region")
+    torch.set_num_threads(1)
+    with pytest.raises(ValueError, match="region sampling needs"):
+        train(cfg, bank, SPEC)
+    whole = train(cfg, bank, SPEC, regions=regions)
+    train(cfg, bank, SPEC, run_dir=tmp_path, stop_at=4, regions=regions, snapshot_every=2)
+    assert snapshot_steps(tmp_path) == [2, 4]
+    resumed = train(
+        cfg, bank, SPEC, run_dir=tmp_path, resume=True, regions=regions, snapshot_every=2
+    )
+    assert snapshot_steps(tmp_path) == [2, 4, 6]
+    for va, vb in zip(
+        whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(va, vb)
+    last = torch.load(tmp_path / "snapshots" / "step-000006.pt", weights_only=False)
+    for va, vb in zip(last["model"].values(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(va, vb)
+
+
 def test_bank_is_cached_and_rebuilt_when_corrupt(tmp_path) -> None:
     from app.core.volume import Geometry, Volume
 
@@ -154,9 +198,24 @@ def test_bank_is_cached_and_rebuilt_when_corrupt(tmp_path) -> None:
     cached.write_bytes(b"not a zip")
     build_bank(["a", "b"], 2, 0, SPEC, **kwargs)
     assert calls["sim"] == 8
+    # Scans per volume may differ by volume; such a bank has its own cache entry.
+    uneven = build_bank(["a", "b"], {"a": 3, "b": 1}.__getitem__, 0, SPEC, **kwargs)
+    assert [len(uneven.scans_of(v)) for v in (0, 1)] == [4, 2]
+    assert calls["sim"] == 12
+    assert len(list(tmp_path.glob("bank-*.npz"))) == 2
 
 
-@pytest.mark.parametrize("flag", ["--steps=0", "--bank-scans=0", "--threads=0", "--eval-pairs=-1"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--steps=0",
+        "--bank-scans=0",
+        "--threads=0",
+        "--eval-pairs=-1",
+        "--bank-scans-openkbp=0",
+        "--snapshot-every=0",
+    ],
+)
 def test_train_command_rejects_bad_numbers(flag: str, capsys) -> None:
     import argparse
 
