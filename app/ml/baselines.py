@@ -32,6 +32,7 @@ __all__ = [
     "match_rigid",
     "nearest_slices",
     "thumbnails",
+    "to_sitk",
 ]
 
 _BODY_HU = -500.0
@@ -151,7 +152,7 @@ def match_ncc(current: Volume, prior: Volume) -> BaselineResult:
     return BaselineResult(idx, z, np.ones(len(idx), dtype=bool), time.perf_counter() - t0)
 
 
-def _to_sitk(volume: Volume, voxel_mm: float | None = None):
+def to_sitk(volume: Volume, voxel_mm: float | None = None):
     """The volume as a SimpleITK image (air at 0), optionally resampled to ``voxel_mm``."""
     import SimpleITK as sitk
 
@@ -206,8 +207,8 @@ def match_rigid(
     import SimpleITK as sitk
 
     t0 = time.perf_counter()
-    fixed = _to_sitk(current, voxel_mm)
-    moving = _to_sitk(prior, voxel_mm)
+    fixed = to_sitk(current, voxel_mm)
+    moving = to_sitk(prior, voxel_mm)
     init = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )

@@ -1,0 +1,228 @@
+"""Stage two of "instant, then exact": rigid registration that starts from the engine's answer.
+
+The engine's alignment (:meth:`app.ml.match.Matcher.align`) is there at once
+and never lands far off; 3-D rigid registration is sharper where it converges
+but, started from the centres of mass, sometimes falls into a wrong basin
+(tens of millimetres off on partial or breathing-deformed scans). This module
+runs the registration *from* the engine's answer:
+
+* the initial transform puts the current's slices where the engine maps them
+  (the cranio-caudal offset from the engine; the in-plane shift from the
+  centres of mass), so the optimiser starts in the right basin;
+* the metric only sees the current slices the engine found inside the prior
+  (a fixed-image mask), so anatomy the prior never imaged cannot pull it;
+* the pyramid starts at half resolution (no coarse level that could jump
+  far), with a small step;
+* the answer is *checked* against the engine's: a registration whose median
+  level differs from the engine's by more than ``accept_mm`` is discarded
+  (the engine's answer stands), and a slice whose refined level lies more than
+  ``trust_mm`` from the engine's keeps the engine's level (rigid registration
+  cannot follow local deformation such as breathing, the engine can).
+
+The viewer calls :func:`refine_alignment` in a background job after showing
+the engine's mapping, then swaps in the refined :class:`~app.ml.align.Alignment`
+(see :meth:`app.ml.sync_service.SyncEngine.refine_alignment`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from app.core.volume import Volume
+from app.ml.align import Alignment
+from app.ml.baselines import nearest_slices, to_sitk
+
+__all__ = ["RefineParams", "RefinedAlignment", "refine_alignment", "slice_centres"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    """Settings of the refinement (chosen on validation pairs, see models/README.md).
+
+    Parameters
+    ----------
+    voxel_mm
+        Both series are resampled to voxels of at least this size (anti-aliased).
+    accept_mm
+        Largest median difference (over covered slices) between the refined
+        and the engine's levels for the registration to be used at all.
+    trust_mm
+        Per slice, the refined level replaces the engine's only within this
+        distance of it.
+    iterations
+        Optimiser iterations per pyramid level.
+    seed
+        Seed of the metric's random sampling (reproducible answers).
+    """
+
+    voxel_mm: float = 3.0
+    accept_mm: float = 5.0
+    trust_mm: float = 4.0
+    iterations: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RefinedAlignment:
+    """The refined mapping and how it came about.
+
+    Attributes
+    ----------
+    alignment
+        The engine's alignment with ``mapped_z`` / ``prior_index`` /
+        ``in_coverage`` replaced where the refinement was trusted.
+    used
+        Whether the registration was accepted at all.
+    refined
+        ``(n,)`` slices whose level now comes from the registration.
+    median_shift_mm
+        Median |refined - engine| level over covered slices (NaN when the
+        registration failed).
+    seconds
+        Wall time of the refinement.
+    reason
+        Why it was not used, when not (one line, for the log).
+    """
+
+    alignment: Alignment
+    used: bool
+    refined: np.ndarray
+    median_shift_mm: float
+    seconds: float
+    reason: str = ""
+
+
+def slice_centres(volume: Volume) -> np.ndarray:
+    """``(n, 3)`` LPS centre (mm) of every slice of ``volume``."""
+    g = volume.geometry
+    rows, cols = volume.voxels.shape[1:]
+    in_plane = np.array([(cols - 1) / 2.0, (rows - 1) / 2.0, 0.0]) * g.spacing
+    return volume.slice_positions + in_plane @ g.direction.T
+
+
+def _slab_mask(fixed, lo_mm: float, hi_mm: float, normal: np.ndarray):
+    """A mask on the fixed image's grid: voxels whose level lies in ``[lo_mm, hi_mm]``."""
+    import SimpleITK as sitk
+
+    size = fixed.GetSize()  # (x, y, z)
+    k = np.arange(size[2], dtype=np.float64)
+    origin = np.asarray(fixed.GetOrigin())
+    direction = np.asarray(fixed.GetDirection()).reshape(3, 3)
+    spacing = np.asarray(fixed.GetSpacing())
+    level = (origin + np.outer(k, direction[:, 2] * spacing[2])) @ normal
+    inside = (level >= lo_mm) & (level <= hi_mm)
+    mask = np.zeros((size[2], size[1], size[0]), dtype=np.uint8)
+    mask[inside] = 1
+    image = sitk.GetImageFromArray(mask)
+    image.CopyInformation(fixed)
+    return image
+
+
+def refine_alignment(
+    current: Volume,
+    prior: Volume,
+    alignment: Alignment,
+    params: RefineParams | None = None,
+) -> RefinedAlignment:
+    """Refine the engine's alignment of ``current`` to ``prior`` by rigid registration.
+
+    Parameters
+    ----------
+    current, prior
+        The two display-oriented series the alignment was computed on.
+    alignment
+        The engine's answer (the same slices, in the same order).
+    params
+        Settings; the defaults when ``None``.
+
+    Returns
+    -------
+    RefinedAlignment
+        Always an answer: the engine's own alignment, unchanged, when the
+        registration fails, does not converge near it, or there is nothing
+        to refine (``used`` is then False and ``reason`` says why).
+    """
+    import SimpleITK as sitk
+
+    p = params or RefineParams()
+    t0 = time.perf_counter()
+    n = current.n_slices
+    if len(alignment.mapped_z) != n or len(alignment.prior_z) != prior.n_slices:
+        raise ValueError("the alignment was not computed on these two series")
+
+    def unchanged(reason: str, shift: float = float("nan")) -> RefinedAlignment:
+        return RefinedAlignment(
+            alignment, False, np.zeros(n, dtype=bool), shift, time.perf_counter() - t0, reason
+        )
+
+    covered = np.asarray(alignment.in_coverage, dtype=bool)
+    if covered.sum() < 2:
+        return unchanged("fewer than two current slices lie inside the prior")
+    centres = slice_centres(current)
+    cur_normal = current.geometry.normal
+    pri_normal = prior.geometry.normal
+    engine_z = np.asarray(alignment.mapped_z, dtype=np.float64)
+    cur_z = centres @ cur_normal
+    try:
+        fixed = to_sitk(current, p.voxel_mm)
+        moving = to_sitk(prior, p.voxel_mm)
+        moments = sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        )
+        init = sitk.Euler3DTransform(moments)
+        # Keep the centres of mass in-plane; along the prior's normal, put the
+        # covered slices where the engine maps them.
+        t = np.asarray(init.GetTranslation(), dtype=np.float64)
+        moved = centres[covered] + t
+        t += pri_normal * float(np.median(engine_z[covered] - moved @ pri_normal))
+        init.SetTranslation(tuple(float(v) for v in t))
+
+        reg = sitk.ImageRegistrationMethod()
+        reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        reg.SetMetricSamplingPercentage(0.1, p.seed)
+        lo, hi = float(cur_z[covered].min()), float(cur_z[covered].max())
+        reg.SetMetricFixedMask(_slab_mask(fixed, lo, hi, cur_normal))
+        reg.SetInterpolator(sitk.sitkLinear)
+        reg.SetOptimizerAsRegularStepGradientDescent(
+            learningRate=1.0, minStep=1e-3, numberOfIterations=p.iterations, relaxationFactor=0.5
+        )
+        reg.SetOptimizerScalesFromPhysicalShift()
+        reg.SetShrinkFactorsPerLevel([2, 1])
+        reg.SetSmoothingSigmasPerLevel([1.0, 0.0])
+        reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+        reg.SetInitialTransform(init, inPlace=False)
+        transform = reg.Execute(fixed, moving)
+    except RuntimeError as exc:  # SimpleITK reports failures (too few samples...) this way
+        first = str(exc).strip().splitlines()[-1:] or ["registration failed"]
+        return unchanged(f"registration failed: {first[0][:200]}")
+    mapped = np.array([transform.TransformPoint(tuple(float(v) for v in c)) for c in centres])
+    rigid_z = mapped @ pri_normal
+    diff = np.abs(rigid_z - engine_z)
+    shift = float(np.median(diff[covered]))
+    if not np.isfinite(shift) or shift > p.accept_mm:
+        return unchanged(f"registration converged {shift:.1f} mm from the engine's answer", shift)
+    refined = covered & (diff <= p.trust_mm)
+    new_z = np.where(refined, rigid_z, engine_z)
+    prior_z = np.asarray(alignment.prior_z, dtype=np.float64)
+    # The coverage decision stays the engine's: only slices it found covered are refined.
+    new = replace(
+        alignment,
+        mapped_z=new_z,
+        prior_index=nearest_slices(prior_z, new_z).astype(np.asarray(alignment.prior_index).dtype),
+    )
+    seconds = time.perf_counter() - t0
+    log.info(
+        "refinement: %d of %d slices refined, median shift %.2f mm, %.2f s",
+        int(refined.sum()),
+        n,
+        shift,
+        seconds,
+    )
+    return RefinedAlignment(new, True, refined, shift, seconds)
