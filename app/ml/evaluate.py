@@ -388,7 +388,7 @@ def run_evaluation(
     for preset in presets:
         preset_results = []
         for t in range(n_pairs):
-            name = order((seed * n_pairs + t))
+            name = order(seed * n_pairs + t)
             if progress:
                 progress(f"{preset} pair {t + 1}/{n_pairs} ({name}): simulating / reading")
             sim = make_pair(name, preset, seed, t)
