@@ -29,6 +29,7 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``priorsync eval``."""
     from app.ml.evaluate import METHODS
+
     parser.add_argument(
         "--preset", choices=("standard", "hard", "both"), default="both", help="simulation preset"
     )
