@@ -36,7 +36,14 @@ from app.core.volume import Volume
 from app.ml.align import Alignment
 from app.ml.baselines import nearest_slices, to_sitk
 
-__all__ = ["RefineParams", "RefinedAlignment", "refine_alignment", "slice_centres"]
+__all__ = [
+    "RefineParams",
+    "RefinedAlignment",
+    "refine_alignment",
+    "register_levels",
+    "select_refined",
+    "slice_centres",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,9 @@ class RefinedAlignment:
         Wall time of the refinement.
     reason
         Why it was not used, when not (one line, for the log).
+    registered_z
+        ``(n,)`` the registration's own level of every current slice (NaN
+        when it failed), before the check against the engine.
     """
 
     alignment: Alignment
@@ -96,6 +106,7 @@ class RefinedAlignment:
     median_shift_mm: float
     seconds: float
     reason: str = ""
+    registered_z: np.ndarray | None = None
 
 
 def slice_centres(volume: Volume) -> np.ndarray:
@@ -124,6 +135,98 @@ def _slab_mask(fixed, lo_mm: float, hi_mm: float, normal: np.ndarray):
     return image
 
 
+def register_levels(
+    current: Volume, prior: Volume, alignment: Alignment, params: RefineParams | None = None
+) -> np.ndarray:
+    """The rigid registration's level (prior ``slice_z``, mm) of every current slice.
+
+    Started from ``alignment`` and masked to the current slices it covers
+    (see the module docstring). No check against the engine here.
+
+    Raises
+    ------
+    ValueError
+        The alignment was not computed on these series, or covers fewer than
+        two current slices.
+    RuntimeError
+        SimpleITK could not register the pair.
+    """
+    import SimpleITK as sitk
+
+    p = params or RefineParams()
+    if len(alignment.mapped_z) != current.n_slices or len(alignment.prior_z) != prior.n_slices:
+        raise ValueError("the alignment was not computed on these two series")
+    covered = np.asarray(alignment.in_coverage, dtype=bool)
+    if covered.sum() < 2:
+        raise ValueError("fewer than two current slices lie inside the prior")
+    centres = slice_centres(current)
+    cur_normal = current.geometry.normal
+    pri_normal = prior.geometry.normal
+    engine_z = np.asarray(alignment.mapped_z, dtype=np.float64)
+    cur_z = centres @ cur_normal
+    fixed = to_sitk(current, p.voxel_mm)
+    moving = to_sitk(prior, p.voxel_mm)
+    moments = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
+    init = sitk.Euler3DTransform(moments)
+    # Keep the centres of mass in-plane; along the prior's normal, put the
+    # covered slices where the engine maps them.
+    t = np.asarray(init.GetTranslation(), dtype=np.float64)
+    moved = centres[covered] + t
+    t += pri_normal * float(np.median(engine_z[covered] - moved @ pri_normal))
+    init.SetTranslation(tuple(float(v) for v in t))
+
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(0.1, p.seed)
+    lo, hi = float(cur_z[covered].min()), float(cur_z[covered].max())
+    reg.SetMetricFixedMask(_slab_mask(fixed, lo, hi, cur_normal))
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0, minStep=1e-3, numberOfIterations=p.iterations, relaxationFactor=0.5
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel([2, 1])
+    reg.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetInitialTransform(init, inPlace=False)
+    transform = reg.Execute(fixed, moving)
+    mapped = np.array([transform.TransformPoint(tuple(float(v) for v in c)) for c in centres])
+    return mapped @ pri_normal
+
+
+def select_refined(
+    alignment: Alignment, registered_z: np.ndarray, accept_mm: float, trust_mm: float
+) -> tuple[Alignment, np.ndarray, float]:
+    """Apply the check against the engine to registered levels.
+
+    Returns
+    -------
+    (Alignment, np.ndarray, float)
+        The alignment to use (``alignment`` itself when the registration is
+        not accepted), the slices whose level comes from the registration,
+        and the median |registered - engine| over covered slices.
+    """
+    covered = np.asarray(alignment.in_coverage, dtype=bool)
+    engine_z = np.asarray(alignment.mapped_z, dtype=np.float64)
+    diff = np.abs(np.asarray(registered_z, dtype=np.float64) - engine_z)
+    shift = float(np.median(diff[covered])) if covered.any() else float("nan")
+    if not np.isfinite(shift) or shift > accept_mm:
+        return alignment, np.zeros(len(engine_z), dtype=bool), shift
+    refined = covered & (diff <= trust_mm)
+    new_z = np.where(refined, registered_z, engine_z)
+    prior_z = np.asarray(alignment.prior_z, dtype=np.float64)
+    # The coverage decision stays the engine's: only slices it found covered are refined.
+    new = replace(
+        alignment,
+        mapped_z=new_z,
+        prior_index=nearest_slices(prior_z, new_z).astype(np.asarray(alignment.prior_index).dtype),
+    )
+    return new, refined, shift
+
+
 def refine_alignment(
     current: Volume,
     prior: Volume,
@@ -147,76 +250,35 @@ def refine_alignment(
         Always an answer: the engine's own alignment, unchanged, when the
         registration fails, does not converge near it, or there is nothing
         to refine (``used`` is then False and ``reason`` says why).
-    """
-    import SimpleITK as sitk
 
+    Raises
+    ------
+    ValueError
+        The alignment was not computed on these two series.
+    """
     p = params or RefineParams()
     t0 = time.perf_counter()
     n = current.n_slices
     if len(alignment.mapped_z) != n or len(alignment.prior_z) != prior.n_slices:
         raise ValueError("the alignment was not computed on these two series")
 
-    def unchanged(reason: str, shift: float = float("nan")) -> RefinedAlignment:
+    def unchanged(reason: str, shift: float = float("nan"), z=None) -> RefinedAlignment:
+        seconds = time.perf_counter() - t0
         return RefinedAlignment(
-            alignment, False, np.zeros(n, dtype=bool), shift, time.perf_counter() - t0, reason
+            alignment, False, np.zeros(n, dtype=bool), shift, seconds, reason, z
         )
 
-    covered = np.asarray(alignment.in_coverage, dtype=bool)
-    if covered.sum() < 2:
+    if np.count_nonzero(alignment.in_coverage) < 2:
         return unchanged("fewer than two current slices lie inside the prior")
-    centres = slice_centres(current)
-    cur_normal = current.geometry.normal
-    pri_normal = prior.geometry.normal
-    engine_z = np.asarray(alignment.mapped_z, dtype=np.float64)
-    cur_z = centres @ cur_normal
     try:
-        fixed = to_sitk(current, p.voxel_mm)
-        moving = to_sitk(prior, p.voxel_mm)
-        moments = sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-        )
-        init = sitk.Euler3DTransform(moments)
-        # Keep the centres of mass in-plane; along the prior's normal, put the
-        # covered slices where the engine maps them.
-        t = np.asarray(init.GetTranslation(), dtype=np.float64)
-        moved = centres[covered] + t
-        t += pri_normal * float(np.median(engine_z[covered] - moved @ pri_normal))
-        init.SetTranslation(tuple(float(v) for v in t))
-
-        reg = sitk.ImageRegistrationMethod()
-        reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
-        reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(0.1, p.seed)
-        lo, hi = float(cur_z[covered].min()), float(cur_z[covered].max())
-        reg.SetMetricFixedMask(_slab_mask(fixed, lo, hi, cur_normal))
-        reg.SetInterpolator(sitk.sitkLinear)
-        reg.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=1.0, minStep=1e-3, numberOfIterations=p.iterations, relaxationFactor=0.5
-        )
-        reg.SetOptimizerScalesFromPhysicalShift()
-        reg.SetShrinkFactorsPerLevel([2, 1])
-        reg.SetSmoothingSigmasPerLevel([1.0, 0.0])
-        reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-        reg.SetInitialTransform(init, inPlace=False)
-        transform = reg.Execute(fixed, moving)
+        registered = register_levels(current, prior, alignment, p)
     except RuntimeError as exc:  # SimpleITK reports failures (too few samples...) this way
         first = str(exc).strip().splitlines()[-1:] or ["registration failed"]
         return unchanged(f"registration failed: {first[0][:200]}")
-    mapped = np.array([transform.TransformPoint(tuple(float(v) for v in c)) for c in centres])
-    rigid_z = mapped @ pri_normal
-    diff = np.abs(rigid_z - engine_z)
-    shift = float(np.median(diff[covered]))
-    if not np.isfinite(shift) or shift > p.accept_mm:
-        return unchanged(f"registration converged {shift:.1f} mm from the engine's answer", shift)
-    refined = covered & (diff <= p.trust_mm)
-    new_z = np.where(refined, rigid_z, engine_z)
-    prior_z = np.asarray(alignment.prior_z, dtype=np.float64)
-    # The coverage decision stays the engine's: only slices it found covered are refined.
-    new = replace(
-        alignment,
-        mapped_z=new_z,
-        prior_index=nearest_slices(prior_z, new_z).astype(np.asarray(alignment.prior_index).dtype),
-    )
+    new, refined, shift = select_refined(alignment, registered, p.accept_mm, p.trust_mm)
+    if new is alignment:
+        reason = f"registration converged {shift:.1f} mm from the engine's answer"
+        return unchanged(reason, shift, registered)
     seconds = time.perf_counter() - t0
     log.info(
         "refinement: %d of %d slices refined, median shift %.2f mm, %.2f s",
@@ -225,4 +287,4 @@ def refine_alignment(
         shift,
         seconds,
     )
-    return RefinedAlignment(new, True, refined, shift, seconds)
+    return RefinedAlignment(new, True, refined, shift, seconds, "", registered)
