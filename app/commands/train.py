@@ -1,8 +1,12 @@
-"""``priorsync train``: build the simulated training bank, train, export to ONNX.
+"""``priorsync train``: build the simulated training bank, train, choose, export to ONNX.
 
-Needs the ``train`` extra (PyTorch). The default settings reproduce the
-shipped model from ``--seed`` in about two hours on a 2-core CPU; checkpoints,
-the slice bank and metrics go to ``--run-dir`` (never into the package).
+Needs the ``train`` extra (PyTorch). The training bodies are the training
+role's (:mod:`app.sim.roles`); each batch group draws a body region first,
+then a body. Checkpoints, weight snapshots, the slice bank and metrics go to
+``--run-dir`` (never into the package). At the end the snapshot with the
+lowest nearest-neighbour error on validation pairs is exported (the shipped
+model is scored on the same pairs, for comparison, in ``validation.json``);
+``--resume`` on a finished run only redoes the choice and the export.
 """
 
 from __future__ import annotations
@@ -137,7 +141,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     from app.ml.preprocess import InputSpec
+    from app.ml.runtime import default_model_path
+    from app.ml.train.choose import choose_snapshot, load_snapshot, validation_pairs
     from app.ml.train.data import build_bank
+    from app.ml.train.loop import save_checkpoint, snapshot_path
     from app.ml.train.quick_eval import OnnxEmbedder, evaluate_nearest_neighbour
     from app.sim import followup
     from app.sim.followup import SIM_PRESETS, simulate_followup
@@ -187,6 +194,16 @@ def run(args: argparse.Namespace) -> int:
         regions=[region_of(n) for n in train_volumes],
         snapshot_every=args.snapshot_every,
     )
+    final_snapshot = snapshot_path(run_dir, result.steps_done)
+    if not final_snapshot.exists():  # the last step is always a candidate
+        save_checkpoint(
+            final_snapshot,
+            {
+                "config": cfg.to_dict(),
+                "model": result.model.state_dict(),
+                "step": result.steps_done,
+            },
+        )
     named = [n for n in train_volumes if openkbp_number(n) is None]
     n_openkbp = len(train_volumes) - len(named)
     training_data = (
@@ -199,18 +216,39 @@ def run(args: argparse.Namespace) -> int:
         f"priorsync train --seed {args.seed} --steps {args.steps} --bank-scans {args.bank_scans}"
         f" --bank-scans-openkbp {args.bank_scans_openkbp}"
     )
-    out_path = export_onnx(
-        result.model,
-        spec,
-        args.out / f"{MODEL_NAME}.onnx",
-        name=MODEL_NAME,
-        version=MODEL_VERSION,
-        training_data=training_data,
-        extra_metadata={
-            "priorsync.train_command": command,
-            "priorsync.train_config": json.dumps(cfg.to_dict()),
-        },
-    )
+
+    def export(model, path: Path) -> Path:
+        return export_onnx(
+            model,
+            spec,
+            path,
+            name=MODEL_NAME,
+            version=MODEL_VERSION,
+            training_data=training_data,
+            extra_metadata={
+                "priorsync.train_command": command,
+                "priorsync.train_config": json.dumps(cfg.to_dict()),
+            },
+        )
+
+    chosen_model, choice = result.model, None
+    available = available_sources(bodies("validation"))
+    # Named validation bodies and a few OpenKBP ones: enough to rank snapshots.
+    validation = [n for n in available if openkbp_number(n) is None]
+    validation += [n for n in available if openkbp_number(n) is not None][:4]
+    if args.eval_pairs and validation:
+        pairs = validation_pairs(validation, spec, pairs=1)
+        shipped = default_model_path()
+        choice = choose_snapshot(
+            run_dir,
+            pairs,
+            export,
+            threads=args.threads,
+            reference=shipped if shipped.is_file() else None,
+        )
+        chosen_model = load_snapshot(snapshot_path(run_dir, choice.step))
+        log.info("chosen on validation: step %d %s", choice.step, choice.scores[choice.step])
+    out_path = export(chosen_model, args.out / f"{MODEL_NAME}.onnx")
     log.info("exported %s (%.2f MB)", out_path, out_path.stat().st_size / 1e6)
     summary: dict = {
         "command": command,
@@ -221,8 +259,8 @@ def run(args: argparse.Namespace) -> int:
         "steps_per_s": result.steps_per_s,
         "model": str(out_path),
         "model_bytes": out_path.stat().st_size,
+        "validation_choice": choice.to_dict() if choice else None,
     }
-    validation = available_sources(bodies("validation"))
     if args.eval_pairs and validation:
         embedder = OnnxEmbedder(out_path, threads=args.threads)
         for preset in ("standard", "hard"):

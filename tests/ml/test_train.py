@@ -225,3 +225,36 @@ def test_train_command_rejects_bad_numbers(flag: str, capsys) -> None:
     command.add_arguments(parser)
     assert command.run(parser.parse_args([flag])) == 2
     assert "must be at least" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three ONNX exports
+def test_checkpoint_is_chosen_on_validation_pairs(tmp_path) -> None:
+    import json
+
+    from app.ml.train.choose import ValidationPair, choose_snapshot, load_snapshot
+    from app.ml.train.export import export_onnx
+
+    bank = toy_bank(n_volumes=2, scans=2)
+    torch.set_num_threads(1)
+    result = train(tiny_config(4), bank, SPEC, run_dir=tmp_path, snapshot_every=2)
+    a, b = bank.scans[0], bank.scans[1]
+    covered = (a.z >= b.z[0]) & (a.z <= b.z[-1])
+    pairs = [ValidationPair("v0", "standard", a.images, b.images, b.z, a.z.copy(), covered)]
+
+    def export(model, path):
+        return export_onnx(model, SPEC, path, name="t", version="0", training_data="toy")
+
+    reference = export(result.model, tmp_path / "reference.onnx")
+    choice = choose_snapshot(tmp_path, pairs, export, reference=reference)
+    assert set(choice.scores) == {2, 4, -1}
+    assert choice.step in (2, 4)
+    assert choice.scores[choice.step]["mean"] == min(choice.scores[s]["mean"] for s in (2, 4))
+    # The last snapshot is the finished run's network: it scores as the reference does.
+    assert choice.scores[4]["mean"] == pytest.approx(choice.scores[-1]["mean"], abs=1e-6)
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    assert saved["chosen_step"] == choice.step
+    again = load_snapshot(tmp_path / "snapshots" / "step-000004.pt")
+    for va, vb in zip(again.state_dict().values(), result.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(va, vb)
+    with pytest.raises(ValueError, match="no weight snapshot"):
+        choose_snapshot(tmp_path / "empty", pairs, export)
