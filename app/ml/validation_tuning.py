@@ -5,7 +5,7 @@ simulates validation pairs (the same pairs ``priorsync eval --role
 validation`` uses, cached alike), embeds each series once, then scores:
 
 * the alignment with each :class:`~app.ml.align.AlignParams` variant of a
-  small grid (feature-map weight, residual band), mean |dz| and coverage;
+  small grid (the feature-map weight), mean |dz| and coverage;
 * the refinement's check (``accept_mm`` x ``trust_mm``) applied to one
   registration per pair (:func:`~app.ml.registration_refine.register_levels`:
   the check is a selection on its answer, so the grid costs no more runs);
@@ -36,7 +36,6 @@ __all__ = ["ALIGN_GRID", "REFINE_GRID", "PairScores", "main", "score_pair"]
 
 ALIGN_GRID: dict[str, tuple[float, ...]] = {
     "feature_weight": (1.0, 2.0, 3.0),
-    "residual_band_mm": (4.0, 6.0),
 }
 REFINE_GRID: dict[str, tuple[float, ...]] = {
     "accept_mm": (3.0, 5.0, 8.0),
