@@ -203,6 +203,43 @@ def test_bank_is_cached_and_rebuilt_when_corrupt(tmp_path) -> None:
     assert [len(uneven.scans_of(v)) for v in (0, 1)] == [4, 2]
     assert calls["sim"] == 12
     assert len(list(tmp_path.glob("bank-*.npz"))) == 2
+    assert not list(tmp_path.glob("*.parts"))  # parts are dropped once the bank is whole
+
+
+def test_an_interrupted_bank_build_resumes_at_the_next_volume(tmp_path) -> None:
+    from app.core.volume import Geometry, Volume
+
+    made: list[str] = []
+
+    def load_source(name: str) -> Volume:
+        if name == "c" and len(made) < 100:
+            raise KeyboardInterrupt  # the first build stops at volume "c"
+        vox = np.full((6, 40, 40), -1000, dtype=np.int16)
+        vox[:, 10:30, 10:30] = 40 if name == "a" else 400
+        return Volume(vox, Geometry((0, 0, 0), (4.0, 4.0, 5.0), np.eye(3)))
+
+    class Scan:
+        def __init__(self, volume: Volume, shift: float) -> None:
+            self.volume = volume
+            self.source_z = volume.slice_z + shift
+
+    def simulate(source: Volume, rng: np.random.Generator) -> Scan:
+        made.append("scan")
+        return Scan(source, float(rng.uniform(0, 10)))
+
+    kwargs = {"load_source": load_source, "simulate": simulate, "cache_dir": tmp_path}
+    with pytest.raises(KeyboardInterrupt):
+        build_bank(["a", "b", "c"], 2, 0, SPEC, **kwargs)
+    assert len(made) == 4 and len(list(tmp_path.glob("*.parts/*.npz"))) == 2
+    made.extend(["x"] * 100)  # let "c" load now
+    bank = build_bank(["a", "b", "c"], 2, 0, SPEC, **kwargs)
+    assert len(made) == 106  # only "c" was simulated again
+    # The same bank as one uninterrupted build.
+    whole = build_bank(["a", "b", "c"], 2, 0, SPEC, **{**kwargs, "cache_dir": None})
+    assert [s.volume_index for s in bank.scans] == [s.volume_index for s in whole.scans]
+    for mine, ref in zip(bank.scans, whole.scans, strict=True):
+        np.testing.assert_array_equal(mine.z, ref.z)
+        np.testing.assert_array_equal(mine.images, ref.images)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,19 +186,32 @@ def build_bank(
     cached = load_cached_bank(path, SliceBank.load, "slice bank")
     if cached is not None:
         return cached
+    # Each volume's scans are kept as they are made (they depend only on their
+    # own random stream), so an interrupted build resumes where it stopped.
+    parts = path.with_suffix(".parts") if path is not None else None
     scans: list[ScanSlices] = []
     for vi, (name, n_scans) in enumerate(zip(volume_names, counts, strict=True)):
+        part = parts / f"{vi:04d}.npz" if parts is not None else None
+        done = load_cached_bank(part, SliceBank.load, "bank part")
+        if done is not None and done.volume_names == [name]:
+            scans += [ScanSlices(vi, s.images, s.z) for s in done.scans]
+            continue
         source = load_source(name)
-        scans.append(_to_scan_slices(vi, prepare_slices(source, spec=spec), source.slice_z))
+        mine = [_to_scan_slices(vi, prepare_slices(source, spec=spec), source.slice_z)]
         rng = np.random.default_rng([seed, vi])
         for k in range(n_scans):
             sim = simulate(source, rng)
             images = prepare_slices(sim.volume, spec=spec)
-            scans.append(_to_scan_slices(vi, images, np.asarray(sim.source_z)))
+            mine.append(_to_scan_slices(vi, images, np.asarray(sim.source_z)))
             log.info("bank: %s scan %d/%d, %d slices", name, k + 1, n_scans, len(images))
+        if part is not None:
+            SliceBank([name], [ScanSlices(0, s.images, s.z) for s in mine]).save(part)
+        scans += mine
     bank = SliceBank(list(volume_names), scans)
     if path is not None:
         bank.save(path)
+        assert parts is not None
+        shutil.rmtree(parts, ignore_errors=True)  # the whole bank now holds them
     return bank
 
 
