@@ -15,7 +15,7 @@ from app.ml.evaluate import METHODS, EvalReport, PairResult, run_evaluation, sum
 from app.ml.match import Matcher
 from app.ml.registration_refine import RefineParams
 
-__all__ = ["format_breakdown", "region_label", "run_seeds"]
+__all__ = ["format_breakdown", "pool_reports", "region_label", "report_from_dict", "run_seeds"]
 
 
 def region_label(source: str) -> str:
@@ -68,6 +68,40 @@ def run_seeds(
         for preset in presets
     }
     return EvalReport(matcher.model.identity, int(seeds[0]), summaries, pairs, tuple(seeds))
+
+
+def report_from_dict(data: dict) -> EvalReport:
+    """An :class:`EvalReport` back from its ``to_dict()`` (``priorsync eval --json``)."""
+    pairs = [PairResult(**p) for p in data["pairs"]]
+    seeds = tuple(int(s) for s in data.get("seeds", [data["seed"]]))
+    return _pooled(str(data["model"]), pairs, seeds)
+
+
+def pool_reports(reports: Sequence[EvalReport]) -> EvalReport:
+    """One report over the pairs of several (e.g. one run per seed, run side by side).
+
+    Raises
+    ------
+    ValueError
+        No report, or reports of different models.
+    """
+    if not reports:
+        raise ValueError("no report to pool")
+    models = {r.model for r in reports}
+    if len(models) > 1:
+        raise ValueError(f"reports of different models cannot be pooled: {sorted(models)}")
+    seeds = tuple(dict.fromkeys(s for r in reports for s in (r.seeds or (r.seed,))))
+    return _pooled(reports[0].model, [p for r in reports for p in r.pairs], seeds)
+
+
+def _pooled(model: str, pairs: list[PairResult], seeds: tuple[int, ...]) -> EvalReport:
+    presets = list(dict.fromkeys(p.preset for p in pairs))
+    methods = [m for m in METHODS if pairs and all(m in p.errors for p in pairs)]
+    summaries = {
+        preset: {m: summarise([p for p in pairs if p.preset == preset], m) for m in methods}
+        for preset in presets
+    }
+    return EvalReport(model, int(seeds[0]) if seeds else 0, summaries, pairs, seeds)
 
 
 def _table(title: str, groups: dict[str, list[PairResult]], methods: Sequence[str]) -> list[str]:

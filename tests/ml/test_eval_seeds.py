@@ -76,3 +76,26 @@ def test_breakdown_shows_each_seed_and_region():
 def test_eval_command_rejects_bad_seeds(seeds, capsys):
     assert main(["eval", "--seeds", seeds]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_reports_pool_and_round_trip_through_json():
+    from app.ml.eval_seeds import pool_reports, report_from_dict
+
+    a = [pair("chest-lung1", 0, 1.0), pair("openkbp-013", 0, 3.0)]
+    b = [pair("abdomen-pelvis", 1, 5.0)]
+
+    def report(pairs, seed):
+        summaries = {"standard": {m: summarise(pairs, m) for m in ("engine", "rigid")}}
+        return EvalReport("toy", seed, summaries, pairs)
+
+    pooled = pool_reports([report(a, 0), report(b, 1)])
+    assert pooled.seeds == (0, 1)
+    assert pooled.summaries["standard"]["engine"].mean == pytest.approx(3.0)
+    back = report_from_dict(pooled.to_dict())
+    assert back.seeds == (0, 1) and len(back.pairs) == 3
+    assert back.summaries["standard"]["rigid"].mean == pytest.approx(6.0)
+    assert set(back.summaries["standard"]) == {"engine", "rigid"}
+    with pytest.raises(ValueError, match="different models"):
+        pool_reports([report(a, 0), EvalReport("other", 1, {}, b)])
+    with pytest.raises(ValueError, match="no report"):
+        pool_reports([])
