@@ -39,8 +39,8 @@ if str(ROOT) not in sys.path:
 
 from app.core.imaging import PRESETS, window_to_uint8  # noqa: E402
 from app.core.volume import Volume  # noqa: E402
-from app.ml.runtime import EmbeddingModel, default_model_path  # noqa: E402
-from app.ml.saliency import (  # noqa: E402
+from app.ml.runtime.model import EmbeddingModel, default_model_path  # noqa: E402
+from app.ml.saliency.gradcam import (  # noqa: E402
     SimilaritySaliency,
     blend_overlay,
     body_mask_on_input,
@@ -73,8 +73,8 @@ def random_weights_model(model: EmbeddingModel, seed: int, folder: Path) -> Embe
 
     import torch
 
-    from app.ml.train.export import export_onnx
-    from app.ml.train.model import EmbeddingNet, NetConfig
+    from app.ml.train.anatomy.export import export_onnx
+    from app.ml.train.anatomy.model import EmbeddingNet, NetConfig
 
     arch = json.loads(model.metadata["priorsync.architecture"])
     arch["widths"] = tuple(arch["widths"])
@@ -225,7 +225,7 @@ def main() -> int:
         model.embed_slices(qv, [qi])
         model.embed_slices(mv, [mi])
 
-    from app.ml.preprocess import prepare_slices
+    from app.ml.runtime.preprocess import prepare_slices
 
     inputs = np.concatenate(
         [prepare_slices(qv, [qi], model.spec), prepare_slices(mv, [mi], model.spec)]

@@ -7,7 +7,7 @@ the simulation seeds, then per seed and per body region, and whether the
 accuracy goals are met. ``--role validation`` scores the validation bodies
 instead (for choosing settings; the test role is for the model card).
 ``--json FILE`` also writes every figure and per-pair result. See
-:mod:`app.ml.evaluate` and :mod:`app.ml.eval_seeds`.
+:mod:`app.ml.evaluation.slices` and :mod:`app.ml.eval_seeds`.
 
 Simulated pairs (DICOM/NIfTI as a user would have them, ~60-200 MB a pair)
 and the baselines' answers are kept in ``cache_dir()/eval-pairs`` so reruns
@@ -28,7 +28,7 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``priorsync eval``."""
-    from app.ml.evaluate import METHODS
+    from app.ml.evaluation.slices import METHODS
 
     parser.add_argument(
         "--preset", choices=("standard", "hard", "both"), default="both", help="simulation preset"
@@ -69,9 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval``; returns the exit code."""
     from app.ml.eval_seeds import format_breakdown, run_seeds
-    from app.ml.evaluate import METHODS, format_report
-    from app.ml.match import Matcher
-    from app.ml.runtime import EmbeddingModel, ModelError
+    from app.ml.evaluation.slices import METHODS, format_report
+    from app.ml.anatomy.match import Matcher
+    from app.ml.runtime.model import EmbeddingModel, ModelError
 
     if args.pairs < 1:
         print("priorsync eval: error: --pairs must be at least 1", file=sys.stderr)

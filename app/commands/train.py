@@ -132,20 +132,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"priorsync train: {problem}", file=sys.stderr)
             return 2
     try:  # PyTorch comes with the train extra only
-        from app.ml.train.export import export_onnx
-        from app.ml.train.loop import TrainConfig, set_threads, train
+        from app.ml.train.anatomy.export import export_onnx
+        from app.ml.train.anatomy.loop import TrainConfig, set_threads, train
     except ImportError as exc:
         print(
             f"priorsync train needs the train extra (pip install 'priorsync[train]'): {exc}",
             file=sys.stderr,
         )
         return 1
-    from app.ml.preprocess import InputSpec
-    from app.ml.runtime import default_model_path
+    from app.ml.runtime.preprocess import InputSpec
+    from app.ml.runtime.model import default_model_path
     from app.ml.train.choose import choose_snapshot, load_snapshot, validation_pairs
-    from app.ml.train.data import build_bank
-    from app.ml.train.loop import save_checkpoint, snapshot_path
-    from app.ml.train.quick_eval import OnnxEmbedder, evaluate_nearest_neighbour
+    from app.ml.train.anatomy.data import build_bank
+    from app.ml.train.anatomy.loop import save_checkpoint, snapshot_path
+    from app.ml.train.anatomy.quick_eval import OnnxEmbedder, evaluate_nearest_neighbour
     from app.sim import followup
     from app.sim.followup import SIM_PRESETS, simulate_followup
     from app.sim.roles import bodies, openkbp_number, region_of, role_of

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:  # PyTorch comes with the train extra only
         import torch
 
-        from app.ml.train.sketch_export import (
+        from app.ml.train.sketch.export import (
             ABNORMALITY_INPUT,
             ABNORMALITY_NAME,
             SKETCH_INPUT,
@@ -75,17 +75,17 @@ def run(args: argparse.Namespace) -> int:
             export_encoder,
             sketch_metadata,
         )
-        from app.ml.train.sketch_loop import SketchTrainConfig, train_sketch
-        from app.ml.train.sketch_validate import choose_default_weight
+        from app.ml.train.sketch.loop import SketchTrainConfig, train_sketch
+        from app.ml.train.sketch.validate import choose_default_weight
     except ImportError as exc:
         print(
             f"priorsync train-sketch needs the train extra (pip install 'priorsync[train]'): {exc}",
             file=sys.stderr,
         )
         return 1
-    from app.ml.preprocess import InputSpec
-    from app.ml.runtime import EmbeddingModel, ModelError
-    from app.ml.train.sketch_data import build_hu_bank
+    from app.ml.runtime.preprocess import InputSpec
+    from app.ml.runtime.model import EmbeddingModel, ModelError
+    from app.ml.train.sketch.data import build_hu_bank
     from app.sim import followup, lesions
     from app.sim.followup import SIM_PRESETS, simulate_followup
     from app.sim.roles import bodies

@@ -1,8 +1,8 @@
 """Evaluation over several simulation seeds, with figures per seed and per body region.
 
-:func:`run_seeds` runs :func:`app.ml.evaluate.run_evaluation` once per seed
+:func:`run_seeds` runs :func:`app.ml.evaluation.slices.run_evaluation` once per seed
 (each seed simulates other pairs, on other bodies of the role) and pools the
-pairs into one :class:`~app.ml.evaluate.EvalReport`, whose summaries are over
+pairs into one :class:`~app.ml.evaluation.slices.EvalReport`, whose summaries are over
 every seed. :func:`format_breakdown` adds the per-seed and per-region tables
 that a pooled mean hides (one region or one seed can carry a failure).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from app.ml.evaluate import METHODS, EvalReport, PairResult, run_evaluation, summarise
-from app.ml.match import Matcher
+from app.ml.evaluation.slices import METHODS, EvalReport, PairResult, run_evaluation, summarise
+from app.ml.anatomy.match import Matcher
 from app.ml.registration_refine import RefineParams
 
 __all__ = ["format_breakdown", "pool_reports", "region_label", "report_from_dict", "run_seeds"]

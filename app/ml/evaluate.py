@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from app.core.volume import Volume
-from app.ml.baselines import match_equal_z, match_ncc, match_rigid, nearest_slices
-from app.ml.match import Matcher
+from app.ml.evaluation.baselines import match_equal_z, match_ncc, match_rigid, nearest_slices
+from app.ml.anatomy.match import Matcher
 from app.ml.registration_refine import RefineParams, refine_alignment
 from app.paths import cache_dir
 

@@ -1,6 +1,6 @@
 """Stage two of "instant, then exact": rigid registration that starts from the engine's answer.
 
-The engine's alignment (:meth:`app.ml.match.Matcher.align`) is there at once
+The engine's alignment (:meth:`app.ml.anatomy.match.Matcher.align`) is there at once
 and never lands far off; 3-D rigid registration is sharper where it converges
 but, started from the centres of mass, sometimes falls into a wrong basin
 (tens of millimetres off on partial or breathing-deformed scans). This module
@@ -20,8 +20,8 @@ runs the registration *from* the engine's answer:
   cannot follow local deformation such as breathing, the engine can).
 
 The viewer calls :func:`refine_alignment` in a background job after showing
-the engine's mapping, then swaps in the refined :class:`~app.ml.align.Alignment`
-(see :meth:`app.ml.sync_service.SyncEngine.refine_alignment`).
+the engine's mapping, then swaps in the refined :class:`~app.ml.anatomy.align.Alignment`
+(see :meth:`app.ml.anatomy.sync_service.SyncEngine.refine_alignment`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from app.core.volume import Volume
-from app.ml.align import Alignment
-from app.ml.baselines import nearest_slices, to_sitk
+from app.ml.anatomy.align import Alignment
+from app.ml.evaluation.baselines import nearest_slices, to_sitk
 
 __all__ = [
     "RefineParams",

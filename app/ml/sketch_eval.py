@@ -19,14 +19,14 @@ Part 2, real tumours
     sketches on a template from another chest.
 
 Scoring, per query, over the exact full ranking of the archive
-(:meth:`~app.ml.sketch_search.SketchIndex.ranking`):
+(:meth:`~app.ml.sketch.search.SketchIndex.ranking`):
 
 * relevant = a slice of the right patient within 2 slices of the lesion's
   central slice (part 2: of the tumour level; part 1's re-scans of a tumour
   volume show the same tumour in the same body, so they are left out of that
   volume's part-2 archive rather than counted as other patients);
 * hit@k = a relevant slice among the first k results *as the user sees them*
-  (one per patient and level, :func:`~app.ml.sketch_search.dedupe_hits`);
+  (one per patient and level, :func:`~app.ml.sketch.search.dedupe_hits`);
 * AP over the full, un-deduplicated ranking; mAP its mean.
 
 Each figure is given for the models' default weight, for the anatomy-only
@@ -47,13 +47,13 @@ import cv2
 import numpy as np
 
 from app.core.volume import Volume
-from app.ml.archive import code_volume
-from app.ml.preprocess import input_to_slice_affine
-from app.ml.sketch_models import SketchError, SketchModels
-from app.ml.sketch_search import SketchIndex, SliceRef
+from app.ml.sketch.archive import code_volume
+from app.ml.runtime.preprocess import input_to_slice_affine
+from app.ml.sketch.models import SketchError, SketchModels
+from app.ml.sketch.search import SketchIndex, SliceRef
 
 if TYPE_CHECKING:
-    from app.ml.runtime import EmbeddingModel
+    from app.ml.runtime.model import EmbeddingModel
     from app.sim.followup import SimParams
 
 __all__ = [

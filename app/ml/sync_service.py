@@ -1,9 +1,9 @@
 """Anatomical slice sync for the viewer, without Qt: indexes, pair alignments, slice mapping.
 
 The viewer hangs several series of one patient. For each it needs the series'
-index (every slice embedded, searchable with hnswlib; :mod:`app.ml.index`),
+index (every slice embedded, searchable with hnswlib; :mod:`app.ml.anatomy.index`),
 and for each ordered pair of series the whole-series alignment
-(:mod:`app.ml.align`). Both are computed in worker threads by the UI through
+(:mod:`app.ml.anatomy.align`). Both are computed in worker threads by the UI through
 :meth:`SyncEngine.build_index` and :meth:`SyncEngine.compute_alignment`, then
 registered here from the GUI thread, where :class:`AnatomicalSliceMapper`
 answers the sync group's question "which slice of the target shows the level
@@ -29,7 +29,7 @@ pair's two series are still on screen.
 
 Threading: :meth:`SyncEngine.build_index`, :meth:`SyncEngine.compute_alignment`
 and :meth:`SyncEngine.match` run in worker threads, one at a time (a lock
-serialises them: they share the engine's :class:`~app.ml.match.Matcher`);
+serialises them: they share the engine's :class:`~app.ml.anatomy.match.Matcher`);
 :meth:`SyncEngine.refine_alignment` uses no model and may run beside them;
 the registry and :meth:`SyncEngine.map_slice` belong to the GUI thread. The
 ONNX session and hnswlib searches are safe to run concurrently with them.
@@ -48,11 +48,11 @@ import numpy as np
 
 from app.core.state import MatchInfo, SliceMapper, ViewportState
 from app.core.volume import Volume
-from app.ml.align import Alignment
-from app.ml.index import IndexCache, SeriesIndex
-from app.ml.match import MIN_OVERLAP, Matcher, MatchResult, check_matchable
+from app.ml.anatomy.align import Alignment
+from app.ml.anatomy.index import IndexCache, SeriesIndex
+from app.ml.anatomy.match import MIN_OVERLAP, Matcher, MatchResult, check_matchable
 from app.ml.registration_refine import RefineParams, refine_alignment
-from app.ml.runtime import EmbeddingModel
+from app.ml.runtime.model import EmbeddingModel
 
 __all__ = [
     "AnatomicalSliceMapper",
@@ -207,7 +207,7 @@ class SyncEngine:
         return self._model
 
     def load_model(self) -> EmbeddingModel:
-        """Load the model once (thread-safe); raises :class:`~app.ml.runtime.ModelError`."""
+        """Load the model once (thread-safe); raises :class:`~app.ml.runtime.model.ModelError`."""
         with self._load_lock:
             if self._model is None:
                 model = EmbeddingModel.load(self.model_path, device=self.device)
@@ -223,9 +223,9 @@ class SyncEngine:
 
         Raises
         ------
-        app.ml.match.MatchError
+        app.ml.anatomy.match.MatchError
             A series that cannot be matched (not CT, a single slice, repeated positions).
-        app.ml.runtime.ModelError
+        app.ml.runtime.model.ModelError
             The model cannot be loaded.
         """
         check_matchable(volume, "this series")
@@ -281,7 +281,7 @@ class SyncEngine:
 
         Raises
         ------
-        app.ml.match.MatchError
+        app.ml.anatomy.match.MatchError
             The series cannot be matched or show no common anatomy.
         """
         self.load_model()

@@ -4,14 +4,14 @@
 simulates validation pairs (the same pairs ``priorsync eval --role
 validation`` uses, cached alike), embeds each series once, then scores:
 
-* the alignment with each :class:`~app.ml.align.AlignParams` variant of a
+* the alignment with each :class:`~app.ml.anatomy.align.AlignParams` variant of a
   small grid (the feature-map weight), mean |dz| and coverage;
 * the refinement's check (``accept_mm`` x ``trust_mm``) applied to one
   registration per pair (:func:`~app.ml.registration_refine.register_levels`:
   the check is a selection on its answer, so the grid costs no more runs);
 * the overlap score of every same-body pair, and that of pairs of two
   bodies of different regions (head-and-neck current, chest prior and the
-  reverse), for :data:`app.ml.match.MIN_OVERLAP`. Beware: OpenKBP scans
+  reverse), for :data:`app.ml.anatomy.match.MIN_OVERLAP`. Beware: OpenKBP scans
   reach the lung apices, so an OpenKBP body and a chest share anatomy and a
   high score there is right; only the head-only body (``head``) against a
   chest is a pair that must score low.
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.ml.align import AlignParams
-from app.ml.match import MIN_OVERLAP, Matcher
+from app.ml.anatomy.align import AlignParams
+from app.ml.anatomy.match import MIN_OVERLAP, Matcher
 from app.ml.registration_refine import RefineParams, register_levels, select_refined
 
 __all__ = ["ALIGN_GRID", "REFINE_GRID", "PairScores", "main", "score_pair"]
@@ -78,7 +78,7 @@ def score_pair(
     base: AlignParams | None = None,
 ) -> PairScores:
     """Every grid setting's mean |dz| on one simulated pair (see the module docstring)."""
-    from app.ml.baselines import nearest_slices
+    from app.ml.evaluation.baselines import nearest_slices
     from app.sim.followup import true_correspondence
 
     base = base or AlignParams()
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default shipped)")
     args = parser.parse_args(argv)
-    from app.ml.evaluate import make_pair, region_cycle
-    from app.ml.runtime import EmbeddingModel
+    from app.ml.evaluation.slices import make_pair, region_cycle
+    from app.ml.runtime.model import EmbeddingModel
     from app.sim.roles import bodies
     from app.sim.sources import available_sources
 

@@ -9,9 +9,9 @@ import pytest
 from engine_helpers import phantom_volume
 
 from app.cli import main
-from app.ml.baselines import coverage_of, match_equal_z, match_ncc, match_rigid
-from app.ml.evaluate import EvalReport, evaluate_pair, format_report, summarise
-from app.ml.match import Matcher
+from app.ml.evaluation.baselines import coverage_of, match_equal_z, match_ncc, match_rigid
+from app.ml.evaluation.slices import EvalReport, evaluate_pair, format_report, summarise
+from app.ml.anatomy.match import Matcher
 from app.sim.followup import SIM_PRESETS, simulate_followup
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from app.cli import main
 from app.ml.eval_seeds import format_breakdown, region_label
-from app.ml.evaluate import EvalReport, PairResult, format_report, region_cycle, summarise
+from app.ml.evaluation.slices import EvalReport, PairResult, format_report, region_cycle, summarise
 
 
 def pair(source: str, seed: int, error: float, preset: str = "standard") -> PairResult:

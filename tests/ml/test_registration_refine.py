@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from engine_helpers import phantom_volume
 
-from app.ml.align import Alignment
-from app.ml.baselines import nearest_slices
+from app.ml.anatomy.align import Alignment
+from app.ml.evaluation.baselines import nearest_slices
 from app.ml.registration_refine import RefineParams, refine_alignment, slice_centres
 
 

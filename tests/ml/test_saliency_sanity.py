@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from app.ml.runtime import EmbeddingModel, default_model_path
-from app.ml.saliency import (
+from app.ml.runtime.model import EmbeddingModel, default_model_path
+from app.ml.saliency.gradcam import (
     SimilaritySaliency,
     body_mask_on_input,
     deletion_drops,
@@ -59,8 +59,8 @@ def trained() -> SimilaritySaliency:
 def random_weights(trained, tmp_path_factory) -> SimilaritySaliency:
     """The shipped architecture with fresh (untrained) weights."""
     torch = pytest.importorskip("torch", reason="building a random-weights model needs PyTorch")
-    from app.ml.train.export import export_onnx
-    from app.ml.train.model import EmbeddingNet, NetConfig
+    from app.ml.train.anatomy.export import export_onnx
+    from app.ml.train.anatomy.model import EmbeddingNet, NetConfig
 
     arch = json.loads(trained.model.metadata["priorsync.architecture"])
     arch["widths"] = tuple(arch["widths"])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from app.core.state import Channel, SyncGroup, ViewportState
-from app.ml.index import IndexCache
-from app.ml.match import MatchError
-from app.ml.sync_service import AnatomicalSliceMapper, SyncEngine, distinct_candidates
+from app.ml.anatomy.index import IndexCache
+from app.ml.anatomy.match import MatchError
+from app.ml.anatomy.sync_service import AnatomicalSliceMapper, SyncEngine, distinct_candidates
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.ml.preprocess import InputSpec
-from app.ml.train.data import ScanSlices, SliceBank, build_bank
+from app.ml.runtime.preprocess import InputSpec
+from app.ml.train.anatomy.data import ScanSlices, SliceBank, build_bank
 
 torch = pytest.importorskip("torch", reason="the training tests need PyTorch (the train extra)")
 
-from app.ml.train.augment import augment  # noqa: E402
-from app.ml.train.data import PairSampler  # noqa: E402
-from app.ml.train.loop import TrainConfig, snapshot_steps, train  # noqa: E402
-from app.ml.train.loss import batch_top1_error_mm, soft_target_contrastive_loss  # noqa: E402
-from app.ml.train.model import NetConfig  # noqa: E402
+from app.ml.train.common.augment import augment  # noqa: E402
+from app.ml.train.anatomy.data import PairSampler  # noqa: E402
+from app.ml.train.anatomy.loop import TrainConfig, snapshot_steps, train  # noqa: E402
+from app.ml.train.anatomy.loss import batch_top1_error_mm, soft_target_contrastive_loss  # noqa: E402
+from app.ml.train.anatomy.model import NetConfig  # noqa: E402
 
 SPEC = InputSpec(size=32, pixel_mm=12.8)
 
@@ -269,7 +269,7 @@ def test_checkpoint_is_chosen_on_validation_pairs(tmp_path) -> None:
     import json
 
     from app.ml.train.choose import ValidationPair, choose_snapshot, load_snapshot
-    from app.ml.train.export import export_onnx
+    from app.ml.train.anatomy.export import export_onnx
 
     bank = toy_bank(n_volumes=2, scans=2)
     torch.set_num_threads(1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from engine_helpers import phantom_volume
 
-from app.ml.match import Matcher
+from app.ml.anatomy.match import Matcher
 from app.ml.validation_tuning import ALIGN_GRID, REFINE_GRID, score_pair
 from app.sim.followup import SIM_PRESETS, simulate_followup
 

@@ -1,6 +1,6 @@
 """Choose a run's checkpoint on the VALIDATION bodies (raw nearest-neighbour error).
 
-Every weight snapshot a run kept (:func:`app.ml.train.loop.snapshot_path`)
+Every weight snapshot a run kept (:func:`app.ml.train.anatomy.loop.snapshot_path`)
 is exported to a temporary ONNX file and scored on the same simulated
 validation pairs (simulated and preprocessed once, kept as ``uint8`` like the
 training bank); the candidate with the lowest mean |dz| over both presets
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from app.io.safe_write import replacing
-from app.ml.preprocess import InputSpec, prepare_slices
-from app.ml.train.loop import snapshot_path, snapshot_steps
-from app.ml.train.model import EmbeddingNet, NetConfig
-from app.ml.train.quick_eval import NNFigures, nn_errors_mm
+from app.ml.runtime.preprocess import InputSpec, prepare_slices
+from app.ml.train.anatomy.loop import snapshot_path, snapshot_steps
+from app.ml.train.anatomy.model import EmbeddingNet, NetConfig
+from app.ml.train.anatomy.quick_eval import NNFigures, nn_errors_mm
 
 __all__ = ["Choice", "ValidationPair", "choose_snapshot", "load_snapshot", "validation_pairs"]
 

@@ -3,7 +3,7 @@
 For each training volume the bank holds the source itself plus ``K``
 simulated follow-up scans (other table position, slice thickness, FOV,
 breathing, contrast, noise, lesions...), every slice already run through
-:func:`app.ml.preprocess.prepare_slices` and stored as ``uint8`` with the
+:func:`app.ml.runtime.preprocess.prepare_slices` and stored as ``uint8`` with the
 anatomical level it shows (``source_z``, mm). A batch pairs slices of two
 different scans of one volume at about the same level (positives) and, in the
 same batch, many slices of that volume a few to tens of millimetres away (the
@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from app.io.safe_write import replacing
-from app.ml.preprocess import InputSpec, prepare_slices
+from app.ml.runtime.preprocess import InputSpec, prepare_slices
 
 __all__ = [
     "Batch",

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from app.io.safe_write import replacing
-from app.ml.preprocess import InputSpec
-from app.ml.train.augment import AugmentConfig, augment
-from app.ml.train.data import PairSampler, SliceBank
-from app.ml.train.loss import batch_top1_error_mm, soft_target_contrastive_loss
-from app.ml.train.model import EmbeddingNet, NetConfig
+from app.ml.runtime.preprocess import InputSpec
+from app.ml.train.common.augment import AugmentConfig, augment
+from app.ml.train.anatomy.data import PairSampler, SliceBank
+from app.ml.train.anatomy.loss import batch_top1_error_mm, soft_target_contrastive_loss
+from app.ml.train.anatomy.model import EmbeddingNet, NetConfig
 
 __all__ = [
     "ScheduleConfig",
