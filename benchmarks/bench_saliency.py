@@ -150,9 +150,10 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=Path("/tmp/saliency_pair.png"))
     args = parser.parse_args()
 
-    from app.sim.sources import HOLDOUT_VOLUMES, available_sources
+    from app.sim.roles import bodies
+    from app.sim.sources import available_sources
 
-    sources = args.sources or available_sources(HOLDOUT_VOLUMES)
+    sources = args.sources or available_sources(bodies("validation", openkbp=False))
     if not sources:
         print("no holdout CT volume is available locally (shared data); nothing to measure")
         return 1

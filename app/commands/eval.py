@@ -1,9 +1,13 @@
-"""``priorsync eval``: slice-matching accuracy on held-out simulated pairs.
+"""``priorsync eval``: slice-matching accuracy on simulated pairs of the test bodies.
 
-Prints, per preset, the engine's |dz| statistics beside three baselines
-(equal DICOM z, raw-pixel NCC, SimpleITK rigid registration) and the oracle
-floor, and whether the accuracy goals are met. ``--json FILE`` also writes
-every figure and per-pair result. See :mod:`app.ml.evaluation.slices`.
+Prints, per preset, the engine's |dz| statistics and the engine refined by
+registration (stage two of the sync) beside three baselines (equal DICOM z,
+raw-pixel NCC, SimpleITK rigid registration) and the oracle floor, pooled over
+the simulation seeds, then per seed and per body region, and whether the
+accuracy goals are met. ``--role validation`` scores the validation bodies
+instead (for choosing settings; the test role is for the model card).
+``--json FILE`` also writes every figure and per-pair result. See
+:mod:`app.ml.evaluation.slices` and :mod:`app.ml.evaluation.seeds`.
 
 Simulated pairs (DICOM/NIfTI as a user would have them, ~60-200 MB a pair)
 and the baselines' answers are kept in ``cache_dir()/eval-pairs`` so reruns
@@ -24,18 +28,30 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``priorsync eval``."""
+    from app.ml.evaluation.slices import METHODS
+
     parser.add_argument(
         "--preset", choices=("standard", "hard", "both"), default="both", help="simulation preset"
     )
     parser.add_argument(
         "--pairs", type=int, default=6, help="simulated pairs per preset (default 6)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
+    parser.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="comma-separated simulation seeds; each simulates its own pairs (default 0,1,2)",
+    )
+    parser.add_argument(
+        "--role",
+        choices=("test", "validation"),
+        default="test",
+        help="bodies to evaluate on (default test; validation is for choosing settings)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
     parser.add_argument(
         "--methods",
-        default="engine,equal_z,ncc,rigid,oracle",
-        help="comma-separated methods (default: all: engine,equal_z,ncc,rigid,oracle)",
+        default=",".join(METHODS),
+        help=f"comma-separated methods (default: all: {','.join(METHODS)})",
     )
     parser.add_argument(
         "--fresh-baselines",
@@ -53,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval``; returns the exit code."""
     from app.ml.anatomy.match import Matcher
-    from app.ml.evaluation.slices import METHODS, format_report, run_evaluation
+    from app.ml.evaluation.seeds import format_breakdown, run_seeds
+    from app.ml.evaluation.slices import METHODS, format_report
     from app.ml.runtime.model import EmbeddingModel, ModelError
 
     if args.pairs < 1:
@@ -64,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"priorsync eval: error: unknown method(s) {unknown}; use {METHODS}", file=sys.stderr)
         return EXIT_INPUT
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
+        print(
+            f"priorsync eval: error: --seeds must be non-negative integers, got {args.seeds!r}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         model = EmbeddingModel.load(args.model, device=args.device)
     except ModelError as exc:
@@ -83,11 +110,12 @@ def run(args: argparse.Namespace) -> int:
     # No index cache: every series is new, and timings must include embedding.
     matcher = Matcher(model, cache=False)
     try:
-        report = run_evaluation(
+        report = run_seeds(
             matcher,
+            seeds,
             presets,
             args.pairs,
-            args.seed,
+            role=args.role,
             methods=methods,
             progress=progress,
             fresh_baselines=args.fresh_baselines,
@@ -95,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"priorsync eval: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    print(f"role: {args.role}")
     print(format_report(report))
+    print(format_breakdown(report, methods))
     if args.json is not None:
         return write_json_results(args.json, report.to_dict(), "eval")
     return EXIT_OK

@@ -1,8 +1,12 @@
-"""``priorsync train``: build the simulated training bank, train, export to ONNX.
+"""``priorsync train``: build the simulated training bank, train, choose, export to ONNX.
 
-Needs the ``train`` extra (PyTorch). The default settings reproduce the
-shipped model from ``--seed`` in about two hours on a 2-core CPU; checkpoints,
-the slice bank and metrics go to ``--run-dir`` (never into the package).
+Needs the ``train`` extra (PyTorch). The training bodies are the training
+role's (:mod:`app.sim.roles`); each batch group draws a body region first,
+then a body. Checkpoints, weight snapshots, the slice bank and metrics go to
+``--run-dir`` (never into the package). At the end the snapshot with the
+lowest nearest-neighbour error on validation pairs is exported (the shipped
+model is scored on the same pairs, for comparison, in ``validation.json``);
+``--resume`` on a finished run only redoes the choice and the export.
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ MODEL_NAME = "priorsync-embed"
 MODEL_VERSION = "1.0"
 DEFAULT_STEPS = 10_000
 DEFAULT_BANK_SCANS = 24
+# Each OpenKBP patient is one body of ~190 in its region: a few scans each are enough
+# (region-first sampling gives the region its share), and keep the bank near 2 GB.
+DEFAULT_BANK_SCANS_OPENKBP = 2
+DEFAULT_SNAPSHOT_EVERY = 500
 SOURCE_LICENCES = {
     "chest-angio": "totalsegmentator 2.18.0 sdist, Apache-2.0",
     "upper-abdomen-dicom": "totalsegmentator 2.18.0 sdist, Apache-2.0",
     "head-neck": "dicom2stl 0.5.0 sdist, Apache-2.0",
     "head": "dicom2stl 0.5.0 sdist, Apache-2.0",
+    "abdomen-pancreas": "pyvista/vtk-data, Pancreatic-CT-CBCT-SEG (TCIA), CC BY 4.0",
+    "openkbp": "ababier/open-kbp, MIT; data from TCIA head-and-neck collections",
 }
 
 
@@ -88,7 +98,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-pairs",
         type=int,
         default=3,
-        help="held-out simulated pairs per volume and preset for the quick check (0: skip)",
+        help="validation pairs per volume and preset for the quick check (0: skip)",
+    )
+    parser.add_argument(
+        "--bank-scans-openkbp",
+        type=int,
+        default=DEFAULT_BANK_SCANS_OPENKBP,
+        help=f"simulated scans per OpenKBP training patient (default {DEFAULT_BANK_SCANS_OPENKBP})",
+    )
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=DEFAULT_SNAPSHOT_EVERY,
+        help="keep the weights every this many steps, for the choice on validation "
+        f"(default {DEFAULT_SNAPSHOT_EVERY})",
     )
 
 
@@ -104,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         positive("threads", args.threads),
         positive("checkpoint-every", args.checkpoint_every),
         positive("eval-pairs", args.eval_pairs, 0),
+        positive("bank-scans-openkbp", args.bank_scans_openkbp, 1),
+        positive("snapshot-every", args.snapshot_every),
     ):
         if problem:
             print(f"priorsync train: {problem}", file=sys.stderr)
@@ -118,36 +143,39 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
+    from app.ml.runtime.model import default_model_path
     from app.ml.runtime.preprocess import InputSpec
+    from app.ml.train.anatomy.choose import choose_snapshot, load_snapshot, validation_pairs
     from app.ml.train.anatomy.data import build_bank
+    from app.ml.train.anatomy.loop import snapshot_path
     from app.ml.train.anatomy.quick_eval import OnnxEmbedder, evaluate_nearest_neighbour
+    from app.ml.train.common.checkpoint import save_checkpoint
     from app.sim import followup
     from app.sim.followup import SIM_PRESETS, simulate_followup
-    from app.sim.sources import (
-        HOLDOUT_VOLUMES,
-        TRAIN_VOLUMES,
-        SourceError,
-        available_sources,
-        load_source,
-    )
+    from app.sim.roles import bodies, openkbp_number, region_of, role_of
+    from app.sim.sources import SourceError, available_sources, load_source
 
     set_threads(args.threads)
     run_dir: Path = args.run_dir or Path("runs") / f"seed{args.seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = InputSpec()
-    cfg = TrainConfig(seed=args.seed, steps=args.steps)
+    cfg = TrainConfig(seed=args.seed, steps=args.steps, sampling="region")
     params = SIM_PRESETS["train"]
     # The bank must be rebuilt when the simulator changes: key it on its source.
     sim_code = Path(followup.__file__).read_bytes().decode("utf-8", "replace")
-    if set(TRAIN_VOLUMES) & set(HOLDOUT_VOLUMES):  # a guard against a future edit of the lists
-        print("priorsync train: a held-out volume is listed for training", file=sys.stderr)
+    train_volumes = bodies("training")
+    if any(role_of(n) != "training" for n in train_volumes):  # guards a future edit of roles
+        print("priorsync train: a non-training body is listed for training", file=sys.stderr)
         return EXIT_FAILURE
+
+    def bank_scans(name: str) -> int:
+        return args.bank_scans if openkbp_number(name) is None else args.bank_scans_openkbp
 
     t0 = time.perf_counter()
     try:
         bank = build_bank(
-            TRAIN_VOLUMES,
-            args.bank_scans,
+            train_volumes,
+            bank_scans,
             args.seed,
             spec,
             load_source=load_source,
@@ -167,26 +195,64 @@ def run(args: argparse.Namespace) -> int:
         run_dir=run_dir,
         resume=args.resume,
         checkpoint_every=args.checkpoint_every,
+        regions=[region_of(n) for n in train_volumes],
+        snapshot_every=args.snapshot_every,
     )
+    final_snapshot = snapshot_path(run_dir, result.steps_done)
+    if not final_snapshot.exists():  # the last step is always a candidate
+        save_checkpoint(
+            final_snapshot,
+            {
+                "config": cfg.to_dict(),
+                "model": result.model.state_dict(),
+                "step": result.steps_done,
+            },
+        )
+    named = [n for n in train_volumes if openkbp_number(n) is None]
+    n_openkbp = len(train_volumes) - len(named)
     training_data = (
         f"{args.bank_scans} simulated follow-ups (SIM_PRESETS['train']) plus the source of each of "
-        + "; ".join(f"{n} ({SOURCE_LICENCES.get(n, '?')})" for n in TRAIN_VOLUMES)
+        + "; ".join(f"{n} ({SOURCE_LICENCES.get(n, '?')})" for n in named)
+        + f"; and {args.bank_scans_openkbp} plus the source of each of {n_openkbp} OpenKBP "
+        f"training patients ({SOURCE_LICENCES['openkbp']}); a body region is drawn first"
     )
     command = (
         f"priorsync train --seed {args.seed} --steps {args.steps} --bank-scans {args.bank_scans}"
+        f" --bank-scans-openkbp {args.bank_scans_openkbp}"
     )
-    out_path = export_onnx(
-        result.model,
-        spec,
-        args.out / f"{MODEL_NAME}.onnx",
-        name=MODEL_NAME,
-        version=MODEL_VERSION,
-        training_data=training_data,
-        extra_metadata={
-            "priorsync.train_command": command,
-            "priorsync.train_config": json.dumps(cfg.to_dict()),
-        },
-    )
+
+    def export(model, path: Path) -> Path:
+        return export_onnx(
+            model,
+            spec,
+            path,
+            name=MODEL_NAME,
+            version=MODEL_VERSION,
+            training_data=training_data,
+            extra_metadata={
+                "priorsync.train_command": command,
+                "priorsync.train_config": json.dumps(cfg.to_dict()),
+            },
+        )
+
+    chosen_model, choice = result.model, None
+    available = available_sources(bodies("validation"))
+    # Named validation bodies and a few OpenKBP ones: enough to rank snapshots.
+    validation = [n for n in available if openkbp_number(n) is None]
+    validation += [n for n in available if openkbp_number(n) is not None][:4]
+    if args.eval_pairs and validation:
+        pairs = validation_pairs(validation, spec, pairs=1)
+        shipped = default_model_path()
+        choice = choose_snapshot(
+            run_dir,
+            pairs,
+            export,
+            threads=args.threads,
+            reference=shipped if shipped.is_file() else None,
+        )
+        chosen_model = load_snapshot(snapshot_path(run_dir, choice.step))
+        log.info("chosen on validation: step %d %s", choice.step, choice.scores[choice.step])
+    out_path = export(chosen_model, args.out / f"{MODEL_NAME}.onnx")
     log.info("exported %s (%.2f MB)", out_path, out_path.stat().st_size / 1e6)
     summary: dict = {
         "command": command,
@@ -197,16 +263,16 @@ def run(args: argparse.Namespace) -> int:
         "steps_per_s": result.steps_per_s,
         "model": str(out_path),
         "model_bytes": out_path.stat().st_size,
+        "validation_choice": choice.to_dict() if choice else None,
     }
-    holdout = available_sources(HOLDOUT_VOLUMES)
-    if args.eval_pairs and holdout:
+    if args.eval_pairs and validation:
         embedder = OnnxEmbedder(out_path, threads=args.threads)
         for preset in ("standard", "hard"):
             figures = evaluate_nearest_neighbour(
-                embedder, holdout, preset, args.eval_pairs, seed=12345
+                embedder, validation, preset, args.eval_pairs, seed=12345
             )
-            summary[f"holdout_{preset}"] = {k: vars(v) for k, v in figures.items()}
+            summary[f"validation_{preset}"] = {k: vars(v) for k, v in figures.items()}
             for name, fig in figures.items():
-                log.info("held-out %s %s: %s", preset, name, fig.line())
+                log.info("validation %s %s: %s", preset, name, fig.line())
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return EXIT_OK

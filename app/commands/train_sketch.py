@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     from app.ml.train.sketch.data import build_hu_bank
     from app.sim import followup, lesions
     from app.sim.followup import SIM_PRESETS, simulate_followup
-    from app.sim.sources import HOLDOUT_VOLUMES, TRAIN_VOLUMES, SourceError, load_source
+    from app.sim.roles import bodies
+    from app.sim.sources import SourceError, load_source
 
-    if set(TRAIN_VOLUMES) & set(HOLDOUT_VOLUMES):  # a guard against a future edit of the lists
-        print("priorsync train-sketch: a held-out volume is listed for training", file=sys.stderr)
-        return EXIT_FAILURE
+    # The named training bodies: the HU bank keeps every slice of every scan in memory.
+    train_volumes = bodies("training", openkbp=False)
     set_threads(args.threads)
     run_dir: Path = args.run_dir or Path("runs") / f"sketch-seed{args.seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         bank = build_hu_bank(
-            TRAIN_VOLUMES,
+            train_volumes,
             args.bank_scans,
             args.seed,
             spec,
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=run_dir,
             cache_key=code + repr(bank_params),
         )
-        sources = {name: load_source(name) for name in TRAIN_VOLUMES}
+        sources = {name: load_source(name) for name in train_volumes}
     except SourceError as exc:
         print(f"priorsync train-sketch: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         f"synthetic lesions ({', '.join(lesions.LESION_CLASSES)}; app.sim.lesions) and their "
         f"sketches (app.sim.sketches) in lesion-free slices of {args.bank_scans} simulated "
         "re-scans (SIM_PRESETS['train'], no lesion) plus the source of each of "
-        + "; ".join(f"{n} ({SOURCE_LICENCES.get(n, '?')})" for n in TRAIN_VOLUMES)
+        + "; ".join(f"{n} ({SOURCE_LICENCES.get(n, '?')})" for n in train_volumes)
     )
     extra = {
         "priorsync.train_config": json.dumps(cfg.to_dict()),

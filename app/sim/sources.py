@@ -5,8 +5,11 @@ simulated from one volume). They come from ``app.paths.shared_data_dir()`` when
 present (development and CI). Otherwise the ones published inside public PyPI
 source tarballs are fetched once with ``pip download`` and only the needed
 members are extracted into ``cache_dir()/sources``. ``chest-lung1`` and
-``chest-lung2`` come from pyradiomics, whose tarball pip refuses by name, so they
-exist only in the shared folder.
+``chest-lung2`` come from pyradiomics, whose tarball pip refuses by name, and the
+volumes added from GitHub repositories (``chest-4dlung``, ``chest-nsclc``,
+``abdomen-pancreas``, ``head-neck-chus`` and the OpenKBP patients
+``openkbp-NNN``), so those exist only in the shared folder. Which body
+trains, validates or tests is :mod:`app.sim.roles`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ from pathlib import Path
 
 from app.core.volume import Volume
 from app.paths import cache_dir, shared_data_dir
+from app.sim.roles import OPENKBP_NUMBERS, openkbp_name
 
 __all__ = [
     "SOURCE_NAMES",
-    "TRAIN_VOLUMES",
-    "HOLDOUT_VOLUMES",
     "SourceError",
     "available_sources",
     "source_path",
@@ -33,9 +35,7 @@ __all__ = [
     "openkbp_labels_path",
 ]
 
-TRAIN_VOLUMES: tuple[str, ...] = ("chest-angio", "upper-abdomen-dicom", "head-neck", "head")
-HOLDOUT_VOLUMES: tuple[str, ...] = ("abdomen-pelvis", "chest-lung1", "chest-lung2")
-SOURCE_NAMES: tuple[str, ...] = (
+_NAMED_SOURCES: tuple[str, ...] = (
     "chest-lung1",
     "chest-lung2",
     "abdomen-pelvis",
@@ -43,7 +43,12 @@ SOURCE_NAMES: tuple[str, ...] = (
     "upper-abdomen-dicom",
     "head-neck",
     "head",
+    "chest-4dlung",
+    "chest-nsclc",
+    "abdomen-pancreas",
+    "head-neck-chus",
 )
+SOURCE_NAMES: tuple[str, ...] = _NAMED_SOURCES + tuple(openkbp_name(n) for n in OPENKBP_NUMBERS)
 
 
 class SourceError(Exception):
@@ -77,6 +82,11 @@ _ORIGINS: dict[str, _Origin] = {
     ),
     "head-neck": _Origin("head-neck.nii.gz", "dicom2stl==0.5.0", "examples/Data/ct_head.nii.gz"),
     "head": _Origin("head.nii.gz", "dicom2stl==0.5.0", "examples/Data/ct_example.nii.gz"),
+    "chest-4dlung": _Origin("chest-4dlung.nii.gz"),
+    "chest-nsclc": _Origin("chest-nsclc.nii.gz"),
+    "abdomen-pancreas": _Origin("abdomen-pancreas.nii.gz"),
+    "head-neck-chus": _Origin("head-neck-chus.nii.gz"),
+    **{openkbp_name(n): _Origin(f"openkbp/pt_{n:03d}.nii.gz") for n in OPENKBP_NUMBERS},
 }
 assert set(_ORIGINS) == set(SOURCE_NAMES)
 # More bodies that exist only in the shared data folder (see its SOURCES.md; the
@@ -119,7 +129,8 @@ def _check_name(name: str) -> _Origin:
         return _ORIGINS[name]
     except KeyError:
         raise SourceError(
-            f"unknown CT source {name!r}; known sources: {', '.join(SOURCE_NAMES)}"
+            f"unknown CT source {name!r}; known sources: {', '.join(_NAMED_SOURCES)}"
+            " and openkbp-NNN (OpenKBP patients)"
         ) from None
 
 
@@ -144,7 +155,7 @@ def available_sources(names: tuple[str, ...] | list[str] | None = None) -> list[
 
     Nothing is fetched; use :func:`source_path` or :func:`load_source` for that.
     """
-    wanted = SOURCE_NAMES if names is None else tuple(names)
+    wanted = set(SOURCE_NAMES if names is None else names)
     for n in wanted:
         _check_name(n)
     return [n for n in SOURCE_NAMES if n in wanted and _local_path(n) is not None]

@@ -13,9 +13,7 @@ import pytest
 from app.paths import shared_data_dir
 from app.sim import sources
 from app.sim.sources import (
-    HOLDOUT_VOLUMES,
     SOURCE_NAMES,
-    TRAIN_VOLUMES,
     SourceError,
     available_sources,
     load_source,
@@ -29,11 +27,6 @@ def no_shared(monkeypatch, tmp_path):
     monkeypatch.setattr(sources, "shared_data_dir", lambda: None)
     monkeypatch.setenv("PRIORSYNC_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
-
-
-def test_names_split_into_train_and_holdout():
-    assert set(TRAIN_VOLUMES) | set(HOLDOUT_VOLUMES) == set(SOURCE_NAMES)
-    assert not set(TRAIN_VOLUMES) & set(HOLDOUT_VOLUMES)
 
 
 def test_unknown_name_is_a_clear_error():
@@ -125,3 +118,40 @@ def test_shared_sources_load_display_oriented():
         assert np.all(np.diff(volume.slice_z) > 0)
         # Display convention: the slice axis runs toward the head (superior, +z LPS).
         assert volume.geometry.normal[2] > 0.99
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="needs the shared CT folder (CI, dev)")
+@pytest.mark.parametrize(
+    "name", ["chest-4dlung", "chest-nsclc", "abdomen-pancreas", "head-neck-chus", "openkbp-007"]
+)
+def test_added_sources_load_display_oriented_in_hu(name):
+    volume = load_source(name)
+    assert volume.voxels.dtype == np.int16
+    assert np.all(np.diff(volume.slice_z) > 0)
+    assert volume.geometry.normal[2] > 0.99
+    # HU, not stored values: air near -1000, and a soft-tissue body in the middle slice.
+    assert -1100 <= int(volume.voxels.min()) <= -990
+    middle = volume.voxels[volume.n_slices // 2]
+    assert np.mean((middle > -100) & (middle < 100)) > 0.02
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="needs the shared CT folder (CI, dev)")
+def test_openkbp_anatomy_lands_where_it_belongs():
+    """Parotids above the oesophagus, right parotid on the patient's right (LPS x smaller),
+    mandible in front of the cord (LPS y smaller)."""
+    from app.io.load import load_volume
+
+    volume = load_source("openkbp-007")
+    labels = load_volume(shared_data_dir() / "openkbp" / "pt_007.labels.nii.gz")
+    assert labels.shape == volume.shape
+    assert np.allclose(labels.slice_positions, volume.slice_positions)
+
+    def centre_lps(value: int) -> np.ndarray:
+        idx = np.argwhere(labels.voxels == value)[:, ::-1].astype(np.float64)  # (col, row, slice)
+        return labels.geometry.index_to_lps(idx).mean(axis=0)
+
+    cord, right, left = centre_lps(2), centre_lps(3), centre_lps(4)
+    oesophagus, mandible = centre_lps(5), centre_lps(7)
+    assert min(right[2], left[2]) > oesophagus[2] + 20
+    assert right[0] < left[0] - 40
+    assert mandible[1] < cord[1] - 30

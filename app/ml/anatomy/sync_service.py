@@ -17,9 +17,20 @@ of this slice of the source?" in well under a millisecond:
   the target never imaged is reported as out of coverage; the k-NN hits then
   serve as next-best candidates at other levels.
 
+"Instant, then exact": once a pair's alignment is registered (and the views
+synced by it), a background job may call :meth:`SyncEngine.refine_alignment`
+(rigid registration started from the engine's answer and checked against it,
+:mod:`app.ml.anatomy.registration`, seconds) and register the result with
+:meth:`SyncEngine.add_alignment` again; later clicks then use the refined
+mapping, nothing else changes. Hook for the viewer: after the alignment job
+reports, start one refinement job per pair and, when it reports, call
+``add_alignment`` with its :class:`PairAlignment` (``refined`` True) if the
+pair's two series are still on screen.
+
 Threading: :meth:`SyncEngine.build_index`, :meth:`SyncEngine.compute_alignment`
 and :meth:`SyncEngine.match` run in worker threads, one at a time (a lock
 serialises them: they share the engine's :class:`~app.ml.anatomy.match.Matcher`);
+:meth:`SyncEngine.refine_alignment` uses no model and may run beside them;
 the registry and :meth:`SyncEngine.map_slice` belong to the GUI thread. The
 ONNX session and hnswlib searches are safe to run concurrently with them.
 """
@@ -40,6 +51,7 @@ from app.core.volume import Volume
 from app.ml.anatomy.align import Alignment
 from app.ml.anatomy.index import IndexCache, SeriesIndex
 from app.ml.anatomy.match import MIN_OVERLAP, Matcher, MatchResult, check_matchable
+from app.ml.anatomy.registration import RefineParams, refine_alignment
 from app.ml.runtime.model import EmbeddingModel
 
 __all__ = [
@@ -107,6 +119,7 @@ class PairAlignment:
 
     alignment: Alignment
     overlap: float
+    refined: bool = False  # True once stage two (registration) has improved the mapping
 
     @property
     def overlapping(self) -> bool:
@@ -240,6 +253,28 @@ class SyncEngine:
         with self._matcher_lock:
             alignment = self._matcher.align(source, target)
             return PairAlignment(alignment, self._matcher.overlap_score(source, alignment))
+
+    def refine_alignment(
+        self,
+        source: Volume,
+        target: Volume,
+        pair: PairAlignment,
+        params: RefineParams | None = None,
+    ) -> PairAlignment:
+        """Stage two (worker thread): ``pair`` refined by registration started from it.
+
+        Returns ``pair`` itself when the refinement is not trusted (see
+        :func:`~app.ml.anatomy.registration.refine_alignment`) or the pair does
+        not overlap; otherwise a new :class:`PairAlignment` with ``refined``
+        True, for :meth:`add_alignment`.
+        """
+        if not pair.overlapping:
+            return pair
+        result = refine_alignment(source, target, pair.alignment, params)
+        if not result.used:
+            log.info("refinement not used: %s", result.reason)
+            return pair
+        return PairAlignment(result.alignment, pair.overlap, refined=True)
 
     def match(self, current: Volume, prior: Volume) -> MatchResult:
         """Every slice of ``current`` matched to ``prior`` (worker thread; indexes reused).

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Volume
+from app.ml.anatomy.registration import nearest_slices, to_sitk
 
 __all__ = [
     "BaselineResult",
@@ -34,6 +35,7 @@ __all__ = [
     "nearest_slices",
     "rigid_transform",
     "thumbnails",
+    "to_sitk",
 ]
 
 
@@ -57,12 +59,6 @@ class BaselineResult:
     mapped_z: np.ndarray
     in_coverage: np.ndarray
     seconds: float
-
-
-def nearest_slices(prior_z: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Index of the prior slice nearest each level ``z``."""
-    prior_z = np.asarray(prior_z, dtype=np.float64)
-    return np.abs(prior_z[None, :] - np.asarray(z, dtype=np.float64)[:, None]).argmin(axis=1)
 
 
 def coverage_of(prior_z: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -151,43 +147,6 @@ def match_ncc(current: Volume, prior: Volume) -> BaselineResult:
     return BaselineResult(idx, z, np.ones(len(idx), dtype=bool), time.perf_counter() - t0)
 
 
-def _to_sitk(volume: Volume, voxel_mm: float | None = None):
-    """The volume as a SimpleITK image (air at 0), optionally resampled to ``voxel_mm``."""
-    import SimpleITK as sitk
-
-    # Air at 0 so that the centre of mass and the padding are anatomy-driven.
-    img = sitk.GetImageFromArray(np.clip(volume.voxels, -1024, 3071).astype(np.float32) + 1024.0)
-    g = volume.geometry
-    img.SetOrigin(tuple(float(v) for v in volume.slice_positions[0]))
-    img.SetSpacing(tuple(float(v) for v in g.spacing))
-    img.SetDirection(tuple(float(v) for v in g.direction.reshape(-1)))
-    if voxel_mm is None:
-        return img
-    spacing = np.asarray(img.GetSpacing())
-    # Only ever coarsen: axes already coarser than voxel_mm keep their spacing.
-    target = np.maximum(spacing, voxel_mm)
-    if np.allclose(target, spacing):
-        return img
-    # Anti-alias the axes that shrink (Gaussian of half the new voxel), then resample.
-    sigma = 0.5 * np.sqrt(np.maximum(target**2 - spacing**2, 0.0))
-    img = sitk.SmoothingRecursiveGaussian(img, [float(max(v, 1e-3)) for v in sigma])
-    size = [
-        max(1, int(round(n * s / t)))
-        for n, s, t in zip(img.GetSize(), spacing, target, strict=True)
-    ]
-    return sitk.Resample(
-        img,
-        size,
-        sitk.Transform(),
-        sitk.sitkLinear,
-        img.GetOrigin(),
-        [float(t) for t in target],
-        img.GetDirection(),
-        0.0,
-        sitk.sitkFloat32,
-    )
-
-
 def rigid_transform(current: Volume, prior: Volume, seed: int = 0, voxel_mm: float = 2.0):
     """The SimpleITK 3D rigid registration of :func:`match_rigid`, as a transform.
 
@@ -198,8 +157,8 @@ def rigid_transform(current: Volume, prior: Volume, seed: int = 0, voxel_mm: flo
     """
     import SimpleITK as sitk
 
-    fixed = _to_sitk(current, voxel_mm)
-    moving = _to_sitk(prior, voxel_mm)
+    fixed = to_sitk(current, voxel_mm)
+    moving = to_sitk(prior, voxel_mm)
     init = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )

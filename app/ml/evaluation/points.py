@@ -279,11 +279,13 @@ def run_point_evaluation(
         An unknown role, or no source volume of the role is available.
     """
     from app.ml.evaluation.slices import make_pair
-    from app.sim.sources import HOLDOUT_VOLUMES, TRAIN_VOLUMES, available_sources
+    from app.sim.roles import bodies
+    from app.sim.sources import available_sources
 
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-    wanted = HOLDOUT_VOLUMES if role == "test" else TRAIN_VOLUMES
+    # The named bodies of the role (OpenKBP scans are head-and-neck only and coarse).
+    wanted = bodies("test" if role == "test" else "validation", openkbp=False)
     names = list(sources) if sources is not None else available_sources(list(wanted))
     if not names:
         raise ValueError(f"no {role} CT volume is available to evaluate on")

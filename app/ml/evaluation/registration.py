@@ -16,7 +16,7 @@ from app.core.volume import Volume
 
 # The slice baselines' image conversion (air at 0, anti-aliased coarsening),
 # so both registrations see the same images.
-from app.ml.evaluation.baselines import _to_sitk, rigid_transform
+from app.ml.evaluation.baselines import rigid_transform, to_sitk
 
 __all__ = ["BSPLINE_MESH_MM", "bspline_transform", "map_points", "rigid_transform"]
 
@@ -48,8 +48,8 @@ def bspline_transform(
     """
     import SimpleITK as sitk
 
-    fixed = _to_sitk(current, voxel_mm)
-    moving = _to_sitk(prior, voxel_mm)
+    fixed = to_sitk(current, voxel_mm)
+    moving = to_sitk(prior, voxel_mm)
     extent = np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())
     mesh = [max(1, int(round(e / BSPLINE_MESH_MM))) for e in extent]
     bspline = sitk.BSplineTransformInitializer(fixed, mesh, order=3)

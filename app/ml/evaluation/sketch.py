@@ -266,7 +266,7 @@ def load_eval_sources(
         sketches are drawn on templates of the *training* bodies, and the role's
         tumours and visible OpenKBP targets (:func:`visible_target_level`) are
         queried. ``None``: the former held-out set
-        (:data:`app.sim.sources.HOLDOUT_VOLUMES`, fetched from PyPI where needed).
+        (the named test bodies of :mod:`app.sim.roles`, fetched from PyPI where needed).
     openkbp_limit
         OpenKBP patients of the role to use at most.
 
@@ -275,7 +275,7 @@ def load_eval_sources(
     ValueError
         No volume to evaluate can be had at all, or an unknown role.
     """
-    from app.sim.sources import HOLDOUT_VOLUMES, SourceError, load_source, openkbp_labels_path
+    from app.sim.sources import SourceError, load_source, openkbp_labels_path
 
     cache: dict[str, Volume | None] = {}
     notes: list[str] = []
@@ -293,7 +293,9 @@ def load_eval_sources(
 
     targets: dict[str, tuple[Volume, np.ndarray]] = {}
     if role is None:
-        names: tuple[str, ...] = HOLDOUT_VOLUMES
+        from app.sim.roles import bodies
+
+        names: tuple[str, ...] = bodies("test", openkbp=False)
         template_names: tuple[str, ...] = _TEMPLATE_CANDIDATES
         tumour_names: tuple[str, ...] = ("chest-lung1", "chest-lung2")
     else:

@@ -76,6 +76,28 @@ def test_map_slice_uses_the_alignment_and_reports_coverage(engine, pair):
     assert low.mapped_z is not None and low.mapped_z < prior.slice_z[0]
 
 
+def test_refined_alignment_replaces_the_engine_answer_silently(engine, pair):
+    current, prior = pair
+    for volume in pair:
+        engine.add_index(volume, engine.build_index(volume).index)
+    first = engine.compute_alignment(engine.index_of(current), engine.index_of(prior))
+    engine.add_alignment(current, prior, first)
+    refined = engine.refine_alignment(current, prior, first)
+    assert refined.refined and refined.overlap == first.overlap
+    covered = first.alignment.in_coverage
+    truth = np.array([true_prior_z(z) for z in current.slice_z])
+    before = np.abs(first.alignment.mapped_z - truth)[covered].mean()
+    after = np.abs(refined.alignment.mapped_z - truth)[covered].mean()
+    assert after <= max(before, 1.0)
+    engine.add_alignment(current, prior, refined)
+    assert engine.alignment_of(current, prior) is refined
+    k, match = engine.map_slice(current, 30, prior)
+    assert match.mapped_z == pytest.approx(float(refined.alignment.mapped_z[30]))
+    # A pair that does not overlap is handed back untouched.
+    apart = type(first)(first.alignment, 0.0)
+    assert engine.refine_alignment(current, prior, apart) is apart
+
+
 def test_slice_embedding_of_an_unindexed_series_runs_the_model_once(engine, pair):
     current, _ = pair
     vec = engine.slice_embedding(current, 12)

@@ -19,7 +19,8 @@ from app.ml.saliency.gradcam import (
     body_mask_on_input,
 )
 from app.sim.followup import SIM_PRESETS, identity_scan, simulate_followup, true_correspondence
-from app.sim.sources import HOLDOUT_VOLUMES, available_sources, load_source
+from app.sim.roles import bodies
+from app.sim.sources import available_sources, load_source
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ N_PAIRS = 10
 
 @pytest.fixture(scope="module")
 def pairs():
-    local = available_sources(HOLDOUT_VOLUMES)
+    local = available_sources(bodies("validation"))
     if not local:
         pytest.skip(
             "needs a real holdout CT from the shared data: a model trained on CT anatomy "

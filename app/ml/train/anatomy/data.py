@@ -13,6 +13,7 @@ hard negatives the app must tell apart).
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def _to_scan_slices(volume_index: int, images: np.ndarray, z: np.ndarray) -> Sca
 
 def build_bank(
     volume_names: Sequence[str],
-    scans_per_volume: int,
+    scans_per_volume: int | Callable[[str], int],
     seed: int,
     spec: InputSpec,
     *,
@@ -118,7 +119,8 @@ def build_bank(
     volume_names
         Training volumes (never the held-out ones).
     scans_per_volume
-        Simulated scans per volume; the source itself is always added.
+        Simulated scans per volume, or ``name -> count``; the source itself
+        is always added.
     seed
         Seeds the simulation; each volume gets its own stream so adding a
         volume does not change the others' scans.
@@ -133,24 +135,43 @@ def build_bank(
     cache_key
         Extra text that must change when the simulation changes.
     """
-    key = [",".join(volume_names), str(scans_per_volume), str(seed), repr(spec), cache_key]
+    count = scans_per_volume if callable(scans_per_volume) else lambda _name: scans_per_volume
+    counts = [int(count(name)) for name in volume_names]
+    if len(set(counts)) == 1:  # the key of a uniform bank stays what it always was
+        counts_key = str(counts[0]) if counts else "0"
+    else:
+        counts_key = ",".join(map(str, counts))
+    key = [",".join(volume_names), counts_key, str(seed), repr(spec), cache_key]
     path = bank_cache_path(cache_dir, "bank", key)
     cached = load_cached_bank(path, SliceBank.load, "slice bank")
     if cached is not None:
         return cached
+    # Each volume's scans are kept as they are made (they depend only on their
+    # own random stream), so an interrupted build resumes where it stopped.
+    parts = path.with_suffix(".parts") if path is not None else None
     scans: list[ScanSlices] = []
-    for vi, name in enumerate(volume_names):
+    for vi, (name, n_scans) in enumerate(zip(volume_names, counts, strict=True)):
+        part = parts / f"{vi:04d}.npz" if parts is not None else None
+        done = load_cached_bank(part, SliceBank.load, "bank part")
+        if done is not None and done.volume_names == [name]:
+            scans += [ScanSlices(vi, s.images, s.z) for s in done.scans]
+            continue
         source = load_source(name)
-        scans.append(_to_scan_slices(vi, prepare_slices(source, spec=spec), source.slice_z))
+        mine = [_to_scan_slices(vi, prepare_slices(source, spec=spec), source.slice_z)]
         rng = np.random.default_rng([seed, vi])
-        for k in range(scans_per_volume):
+        for k in range(n_scans):
             sim = simulate(source, rng)
             images = prepare_slices(sim.volume, spec=spec)
-            scans.append(_to_scan_slices(vi, images, np.asarray(sim.source_z)))
-            log.info("bank: %s scan %d/%d, %d slices", name, k + 1, scans_per_volume, len(images))
+            mine.append(_to_scan_slices(vi, images, np.asarray(sim.source_z)))
+            log.info("bank: %s scan %d/%d, %d slices", name, k + 1, n_scans, len(images))
+        if part is not None:
+            SliceBank([name], [ScanSlices(0, s.images, s.z) for s in mine]).save(part)
+        scans += mine
     bank = SliceBank(list(volume_names), scans)
     if path is not None:
         bank.save(path)
+        assert parts is not None
+        shutil.rmtree(parts, ignore_errors=True)  # the whole bank now holds them
     return bank
 
 
@@ -192,6 +213,11 @@ class PairSampler:
         Volumes are drawn with probability proportional to their z extent to
         this power (0: uniform; 1: per millimetre). 0.5 keeps a 4 cm volume
         from being drawn as often as a 30 cm one without ignoring it.
+    regions
+        Body region of each volume (``bank.volume_names`` order), or ``None``.
+        When given, a group first draws a region (uniformly among those with
+        scans), then a volume of that region (weighted as above), so 190
+        head-and-neck bodies get a third of the groups, not 97 %.
     """
 
     def __init__(
@@ -203,6 +229,7 @@ class PairSampler:
         per_group: int = 8,
         window_mm: float = 30.0,
         volume_weight_power: float = 0.5,
+        regions: Sequence[str] | None = None,
     ) -> None:
         self.bank = bank
         self.rng = rng
@@ -222,6 +249,18 @@ class PairSampler:
         weights[[not s for s in self._scans]] = 0.0
         if weights.sum() <= 0:
             raise ValueError("the slice bank has no scans")
+        if regions is not None:
+            if len(regions) != len(weights):
+                raise ValueError(
+                    f"{len(regions)} regions given for {len(weights)} volumes of the bank"
+                )
+            labels = np.asarray(regions)
+            present = [r for r in dict.fromkeys(regions) if weights[labels == r].sum() > 0]
+            # Within a region: the extent weighting; across regions: equal shares.
+            for r in dict.fromkeys(regions):
+                in_r = labels == r
+                total = weights[in_r].sum()
+                weights[in_r] = weights[in_r] / total / len(present) if total > 0 else 0.0
         self._volume_p = weights / weights.sum()
 
     def _pick_scans(self, volume: int) -> tuple[int, int, float, float]:

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from app.ml.train.common.optim import adamw, lr_at
 __all__ = [
     "TrainConfig",
     "TrainResult",
+    "snapshot_path",
+    "snapshot_steps",
     "train",
 ]
 
@@ -49,6 +52,9 @@ class TrainConfig:
     warmup_steps: int = 200
     sigma_mm: float = 2.0
     temperature: float = 0.1
+    # "volume": volumes drawn by z extent; "region": a body region first, then one
+    # of its volumes (PairSampler ``regions``), so many bodies of one region do not drown the rest.
+    sampling: str = "volume"
     net: NetConfig = field(default_factory=NetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -67,6 +73,22 @@ class TrainResult:
     steps_per_s: float
 
 
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where the weights-only snapshot of ``step`` lives in a run folder."""
+    return run_dir / "snapshots" / f"step-{step:06d}.pt"
+
+
+def snapshot_steps(run_dir: Path) -> list[int]:
+    """Steps with a snapshot in ``run_dir``, ascending (candidates for checkpoint choice)."""
+    folder = run_dir / "snapshots"
+    steps = []
+    for path in folder.glob("step-*.pt") if folder.is_dir() else []:
+        digits = path.stem.removeprefix("step-")
+        if digits.isdigit():
+            steps.append(int(digits))
+    return sorted(steps)
+
+
 def train(
     cfg: TrainConfig,
     bank: SliceBank,
@@ -77,6 +99,8 @@ def train(
     checkpoint_every: int = 500,
     resume: bool = False,
     stop_at: int | None = None,
+    regions: Sequence[str] | None = None,
+    snapshot_every: int | None = None,
 ) -> TrainResult:
     """Train the embedding network on a slice bank.
 
@@ -98,7 +122,17 @@ def train(
         Stop (with a checkpoint) after this step instead of ``cfg.steps``, e.g.
         to split a run into sessions; the learning-rate schedule still follows
         ``cfg.steps``, so resuming later gives the uninterrupted run's weights.
+    regions
+        Body region of each bank volume; required when ``cfg.sampling`` is
+        ``"region"``, ignored otherwise.
+    snapshot_every
+        Also keep the weights of every such step under ``run_dir/snapshots``
+        (the candidates a validation run chooses among); ``None``: none kept.
     """
+    if cfg.sampling not in ("volume", "region"):
+        raise ValueError(f"unknown sampling {cfg.sampling!r}; use 'volume' or 'region'")
+    if cfg.sampling == "region" and regions is None:
+        raise ValueError("region sampling needs the region of every bank volume")
     torch.manual_seed(cfg.seed)
     model = EmbeddingNet(cfg.net)
     sampler = PairSampler(
@@ -107,6 +141,7 @@ def train(
         groups=cfg.groups,
         per_group=cfg.per_group,
         window_mm=cfg.window_mm,
+        regions=regions if cfg.sampling == "region" else None,
     )
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + 2)
     optimiser = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
@@ -180,6 +215,11 @@ def train(
                         "augment_rng": gen.get_state(),
                         "step": done,
                     },
+                )
+            if run_dir is not None and snapshot_every and done % snapshot_every == 0:
+                save_checkpoint(
+                    snapshot_path(run_dir, done),
+                    {"config": cfg.to_dict(), "model": model.state_dict(), "step": done},
                 )
     finally:
         if metrics_file:

@@ -11,7 +11,7 @@ from app.ml.train.anatomy.data import ScanSlices, SliceBank, build_bank
 torch = pytest.importorskip("torch", reason="the training tests need PyTorch (the train extra)")
 
 from app.ml.train.anatomy.data import PairSampler  # noqa: E402
-from app.ml.train.anatomy.loop import TrainConfig, train  # noqa: E402
+from app.ml.train.anatomy.loop import TrainConfig, snapshot_steps, train  # noqa: E402
 from app.ml.train.anatomy.loss import batch_top1_error_mm, soft_target_contrastive_loss  # noqa: E402
 from app.ml.train.anatomy.model import NetConfig  # noqa: E402
 from app.ml.train.common.augment import augment  # noqa: E402
@@ -56,6 +56,25 @@ def test_sampler_is_deterministic() -> None:
     a = PairSampler(bank, np.random.default_rng(3)).sample()
     b = PairSampler(bank, np.random.default_rng(3)).sample()
     assert np.array_equal(a.images, b.images) and np.array_equal(a.z, b.z)
+
+
+def test_region_first_sampling_gives_each_region_an_equal_share() -> None:
+    # One chest volume, one abdomen volume and ten head-and-neck ones.
+    bank = toy_bank(n_volumes=12, scans=2)
+    regions = ["chest", "abdomen"] + ["head-neck"] * 10
+    sampler = PairSampler(bank, np.random.default_rng(0), groups=8, per_group=2, regions=regions)
+    drawn = np.concatenate([sampler.sample().volume[:16:2] for _ in range(300)])
+    share = {
+        r: np.mean(np.isin(drawn, [i for i, x in enumerate(regions) if x == r])) for r in regions
+    }
+    for r in ("chest", "abdomen", "head-neck"):
+        assert share[r] == pytest.approx(1 / 3, abs=0.05)
+    # Without regions, the head-and-neck volumes take most groups.
+    plain = PairSampler(bank, np.random.default_rng(0), groups=8, per_group=2)
+    drawn = np.concatenate([plain.sample().volume[:16:2] for _ in range(300)])
+    assert np.mean(drawn >= 2) > 0.75
+    with pytest.raises(ValueError, match="regions given"):
+        PairSampler(bank, np.random.default_rng(0), regions=["chest"])
 
 
 def test_loss_rewards_ranking_by_level() -> None:
@@ -124,6 +143,31 @@ def test_training_is_reproducible_and_resumes_exactly(tmp_path) -> None:
     assert again.steps_per_s > 0
 
 
+def test_region_sampling_run_keeps_snapshots_and_resumes_exactly(tmp_path) -> None:
+    import dataclasses
+
+    bank = toy_bank(n_volumes=3)
+    regions = ["chest", "head-neck", "head-neck"]
+    cfg = dataclasses.replace(tiny_config(6), sampling="region")
+    torch.set_num_threads(1)
+    with pytest.raises(ValueError, match="region sampling needs"):
+        train(cfg, bank, SPEC)
+    whole = train(cfg, bank, SPEC, regions=regions)
+    train(cfg, bank, SPEC, run_dir=tmp_path, stop_at=4, regions=regions, snapshot_every=2)
+    assert snapshot_steps(tmp_path) == [2, 4]
+    resumed = train(
+        cfg, bank, SPEC, run_dir=tmp_path, resume=True, regions=regions, snapshot_every=2
+    )
+    assert snapshot_steps(tmp_path) == [2, 4, 6]
+    for va, vb in zip(
+        whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(va, vb)
+    last = torch.load(tmp_path / "snapshots" / "step-000006.pt", weights_only=False)
+    for va, vb in zip(last["model"].values(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(va, vb)
+
+
 def test_bank_is_cached_and_rebuilt_when_corrupt(tmp_path) -> None:
     from app.core.volume import Geometry, Volume
 
@@ -154,9 +198,61 @@ def test_bank_is_cached_and_rebuilt_when_corrupt(tmp_path) -> None:
     cached.write_bytes(b"not a zip")
     build_bank(["a", "b"], 2, 0, SPEC, **kwargs)
     assert calls["sim"] == 8
+    # Scans per volume may differ by volume; such a bank has its own cache entry.
+    uneven = build_bank(["a", "b"], {"a": 3, "b": 1}.__getitem__, 0, SPEC, **kwargs)
+    assert [len(uneven.scans_of(v)) for v in (0, 1)] == [4, 2]
+    assert calls["sim"] == 12
+    assert len(list(tmp_path.glob("bank-*.npz"))) == 2
+    assert not list(tmp_path.glob("*.parts"))  # parts are dropped once the bank is whole
 
 
-@pytest.mark.parametrize("flag", ["--steps=0", "--bank-scans=0", "--threads=0", "--eval-pairs=-1"])
+def test_an_interrupted_bank_build_resumes_at_the_next_volume(tmp_path) -> None:
+    from app.core.volume import Geometry, Volume
+
+    made: list[str] = []
+
+    def load_source(name: str) -> Volume:
+        if name == "c" and len(made) < 100:
+            raise KeyboardInterrupt  # the first build stops at volume "c"
+        vox = np.full((6, 40, 40), -1000, dtype=np.int16)
+        vox[:, 10:30, 10:30] = 40 if name == "a" else 400
+        return Volume(vox, Geometry((0, 0, 0), (4.0, 4.0, 5.0), np.eye(3)))
+
+    class Scan:
+        def __init__(self, volume: Volume, shift: float) -> None:
+            self.volume = volume
+            self.source_z = volume.slice_z + shift
+
+    def simulate(source: Volume, rng: np.random.Generator) -> Scan:
+        made.append("scan")
+        return Scan(source, float(rng.uniform(0, 10)))
+
+    kwargs = {"load_source": load_source, "simulate": simulate, "cache_dir": tmp_path}
+    with pytest.raises(KeyboardInterrupt):
+        build_bank(["a", "b", "c"], 2, 0, SPEC, **kwargs)
+    assert len(made) == 4 and len(list(tmp_path.glob("*.parts/*.npz"))) == 2
+    made.extend(["x"] * 100)  # let "c" load now
+    bank = build_bank(["a", "b", "c"], 2, 0, SPEC, **kwargs)
+    assert len(made) == 106  # only "c" was simulated again
+    # The same bank as one uninterrupted build.
+    whole = build_bank(["a", "b", "c"], 2, 0, SPEC, **{**kwargs, "cache_dir": None})
+    assert [s.volume_index for s in bank.scans] == [s.volume_index for s in whole.scans]
+    for mine, ref in zip(bank.scans, whole.scans, strict=True):
+        np.testing.assert_array_equal(mine.z, ref.z)
+        np.testing.assert_array_equal(mine.images, ref.images)
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--steps=0",
+        "--bank-scans=0",
+        "--threads=0",
+        "--eval-pairs=-1",
+        "--bank-scans-openkbp=0",
+        "--snapshot-every=0",
+    ],
+)
 def test_train_command_rejects_bad_numbers(flag: str, capsys) -> None:
     import argparse
 
@@ -166,3 +262,36 @@ def test_train_command_rejects_bad_numbers(flag: str, capsys) -> None:
     command.add_arguments(parser)
     assert command.run(parser.parse_args([flag])) == 2
     assert "must be at least" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three ONNX exports
+def test_checkpoint_is_chosen_on_validation_pairs(tmp_path) -> None:
+    import json
+
+    from app.ml.train.anatomy.choose import ValidationPair, choose_snapshot, load_snapshot
+    from app.ml.train.anatomy.export import export_onnx
+
+    bank = toy_bank(n_volumes=2, scans=2)
+    torch.set_num_threads(1)
+    result = train(tiny_config(4), bank, SPEC, run_dir=tmp_path, snapshot_every=2)
+    a, b = bank.scans[0], bank.scans[1]
+    covered = (a.z >= b.z[0]) & (a.z <= b.z[-1])
+    pairs = [ValidationPair("v0", "standard", a.images, b.images, b.z, a.z.copy(), covered)]
+
+    def export(model, path):
+        return export_onnx(model, SPEC, path, name="t", version="0", training_data="toy")
+
+    reference = export(result.model, tmp_path / "reference.onnx")
+    choice = choose_snapshot(tmp_path, pairs, export, reference=reference)
+    assert set(choice.scores) == {2, 4, -1}
+    assert choice.step in (2, 4)
+    assert choice.scores[choice.step]["mean"] == min(choice.scores[s]["mean"] for s in (2, 4))
+    # The last snapshot is the finished run's network: it scores as the reference does.
+    assert choice.scores[4]["mean"] == pytest.approx(choice.scores[-1]["mean"], abs=1e-6)
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    assert saved["chosen_step"] == choice.step
+    again = load_snapshot(tmp_path / "snapshots" / "step-000004.pt")
+    for va, vb in zip(again.state_dict().values(), result.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(va, vb)
+    with pytest.raises(ValueError, match="no weight snapshot"):
+        choose_snapshot(tmp_path / "empty", pairs, export)
