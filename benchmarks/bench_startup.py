@@ -50,13 +50,18 @@ def _pair(folder: Path) -> tuple[Path, Path]:
     from app.io.dicom_write import write_dicom_series
 
     out = []
+    # Both dates image the same body (its anatomy changes along z), so the pair matches.
     for name, seed in (("current", 1), ("prior", 2)):
         rng = np.random.default_rng(seed)
         y, x = np.mgrid[0:128, 0:128]
-        body = ((x - 64) / 50.0) ** 2 + ((y - 64) / 40.0) ** 2 <= 1
         voxels = np.full((40, 128, 128), -1000, np.int16)
         for k in range(40):
-            voxels[k][body] = 40 + 20 * np.sin(k / 5.0)
+            ax, ay = 50 + 8 * np.sin(k / 6.0), 40 + 5 * np.cos(k / 9.0)
+            body = ((x - 64) / ax) ** 2 + ((y - 64) / ay) ** 2 <= 1
+            lungs = ((np.abs(x - 64) - 20) / 12.0) ** 2 + ((y - 60) / (10 + k / 4)) ** 2 <= 1
+            voxels[k][body] = 40
+            voxels[k][body & lungs] = -850
+            voxels[k][((x - 64) / 6.0) ** 2 + ((y - 90) / 6.0) ** 2 <= 1] = 700
             voxels[k] += rng.integers(-15, 16, size=(128, 128), dtype=np.int16)
         volume = Volume(
             voxels=voxels,
