@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from PySide6 import QtCore, QtWidgets
 
 from app.core.state import Channel, SyncGroup, ViewportState
+from app.export.batch import BatchResult
 from app.export.errors import ExportError, ExportExistsError
 from app.export.formats import exporter_for
 from app.export.names import suggest_file_name
@@ -91,7 +92,7 @@ class ExportActions(QtCore.QObject):
         self.window = window
         self.folder = Path.home()
         self.batch_run: BatchExportRun | None = None
-        self.last_batch_result: tuple[Any, str] | None = None
+        self.last_batch_result: tuple[BatchResult | None, str] | None = None
 
     def shutdown(self) -> None:
         """Stop a running batch after its current file and wait for it."""
@@ -262,7 +263,7 @@ class ExportActions(QtCore.QObject):
             progress.setMaximum(total)
             progress.setValue(done)
 
-        def on_finished(result, message: str) -> None:
+        def on_finished(result: BatchResult | None, message: str) -> None:
             self.batch_run = None
             progress.hide()
             progress.deleteLater()

@@ -17,11 +17,15 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6 import QtCore
 
 from app.ui.loading.jobs import Cancelled, Job
+
+if TYPE_CHECKING:  # the readers are imported when first used (default_backend)
+    from app.io.catalog import PatientGroup
+    from app.io.records import SeriesRef, SkippedFile
 
 __all__ = ["Backend", "Cancelled", "Loader", "ScanOutcome", "default_backend"]
 
@@ -32,7 +36,7 @@ log = logging.getLogger(__name__)
 class Backend:
     """The non-Qt functions the loader runs; tests swap in fakes.
 
-    Attributes mirror ``app.io`` / ``app.sim`` (see docs CONTRACTS): ``scan(paths,
+    Attributes mirror ``app.io`` / ``app.sim`` (see :func:`default_backend`): ``scan(paths,
     progress, cancel) -> ScanResult``, ``group(series) -> list[PatientGroup]``,
     ``load(ref, progress, cancel) -> Volume``, ``thumbnail(volume, size) -> uint8``,
     ``build_demo(progress) -> list[Path]``.
@@ -65,9 +69,9 @@ def default_backend() -> Backend:
 class ScanOutcome:
     """What a scan found: the grouped catalogue and the files that were skipped."""
 
-    patients: list[Any]
-    skipped: list[Any]
-    series: list[Any]  # every SeriesRef in the catalogue (earlier scans included)
+    patients: list[PatientGroup]
+    skipped: list[SkippedFile]
+    series: list[SeriesRef]  # every series in the catalogue (earlier scans included)
     new_keys: list[str]  # keys of the series this scan found
     paths: list[Path] = field(default_factory=list)
 
@@ -127,7 +131,7 @@ class Loader(QtCore.QObject):
         return bool(self._jobs)
 
     # -- public requests ---------------------------------------------------------------
-    def scan(self, paths: Sequence[Path | str], known: Sequence[Any] = ()) -> None:
+    def scan(self, paths: Sequence[Path | str], known: Sequence[SeriesRef] = ()) -> None:
         """Scan files/folders (recursively) and group what was found with ``known`` series.
 
         Parameters
@@ -138,12 +142,12 @@ class Loader(QtCore.QObject):
             ``SeriesRef`` already in the catalogue; the new catalogue groups them
             together with the new ones (a series found again replaces its old ref).
         """
-        paths = [Path(p) for p in paths]
+        wanted = [Path(p) for p in paths]
         known = list(known)
         backend = self.backend
 
         def work(progress, cancel):
-            result = backend.scan(paths, progress=progress, cancel=cancel)
+            result = backend.scan(wanted, progress=progress, cancel=cancel)
             new = list(result.series)
             new_keys = [str(r.key) for r in new]
             merged = {str(r.key): r for r in known}
@@ -154,7 +158,7 @@ class Loader(QtCore.QObject):
                 skipped=list(result.skipped),
                 series=series,
                 new_keys=new_keys,
-                paths=paths,
+                paths=wanted,
             )
 
         self._start("Scanning", "scan", work, self.scanned.emit)
@@ -168,7 +172,7 @@ class Loader(QtCore.QObject):
 
         self._start("Building demo patient", "demo", work, self.scan)
 
-    def load(self, ref: Any) -> None:
+    def load(self, ref: SeriesRef) -> None:
         """Read one series (``SeriesRef``) and make its thumbnail."""
         backend = self.backend
         key = str(ref.key)
@@ -181,7 +185,7 @@ class Loader(QtCore.QObject):
             "Loading series", key, work, lambda result: self.volume_loaded.emit(key, *result)
         )
 
-    def make_thumbnail(self, ref: Any) -> None:
+    def make_thumbnail(self, ref: SeriesRef) -> None:
         """Read a series only to draw its thumbnail; the volume is dropped afterwards."""
         backend = self.backend
         key = str(ref.key)
@@ -229,6 +233,15 @@ class Loader(QtCore.QObject):
         return done
 
     # -- internals ---------------------------------------------------------------------
+    def _when_live(self, slot: Callable[..., object]) -> Callable[..., None]:
+        """``slot`` as a relay that does nothing once this loader is shut down."""
+
+        def relay(*args: object) -> None:
+            if self._live():
+                slot(*args)
+
+        return relay
+
     def _thumbnail(self, volume):
         try:
             return self.backend.thumbnail(volume, self.THUMBNAIL_SIZE)
@@ -251,15 +264,15 @@ class Loader(QtCore.QObject):
         # shutdown() may be delivered after this loader's Qt object is gone.
         if not quiet:
             job.signals.progress.connect(
-                lambda d, t: self._live() and self.progress.emit(label, d, t)
+                self._when_live(lambda d, t: self.progress.emit(label, d, t))
             )
-        job.signals.succeeded.connect(lambda result: self._live() and on_success(result))
+        job.signals.succeeded.connect(self._when_live(on_success))
         if quiet:
             job.signals.failed.connect(lambda msg: log.info("%s: %s", label, msg))
         else:
-            job.signals.failed.connect(lambda msg: self._live() and self.failed.emit(what, msg))
+            job.signals.failed.connect(self._when_live(lambda msg: self.failed.emit(what, msg)))
         for sig in (job.signals.succeeded, job.signals.failed, job.signals.cancelled):
-            sig.connect(lambda *_, job=job: self._live() and self._finished(job))
+            sig.connect(self._when_live(lambda *_: self._finished(job)))
         was_busy = bool(self._jobs)
         self._jobs.add(job)
         if not was_busy:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from PySide6 import QtCore, QtWidgets
+
+from app.io.records import SkippedFile
 
 __all__ = ["SkippedFilesDock"]
 
@@ -27,8 +29,8 @@ class SkippedFilesDock(QtWidgets.QDockWidget):
         self.table.setAlternatingRowColors(True)
         self.setWidget(self.table)
 
-    def add_skipped(self, skipped: list[Any]) -> None:
-        """Append entries (objects with ``path`` and ``reason``)."""
+    def add_skipped(self, skipped: Sequence[SkippedFile]) -> None:
+        """Append entries (each file's ``path`` and ``reason``)."""
         for entry in skipped:
             row = self.table.rowCount()
             self.table.insertRow(row)
@@ -49,7 +51,8 @@ class SkippedFilesDock(QtWidgets.QDockWidget):
         """``(path, reason)`` of every listed file, in order."""
         out = []
         for row in range(self.table.rowCount()):
-            out.append((self.table.item(row, 0).text(), self.table.item(row, 1).text()))
+            path, reason = self.table.item(row, 0), self.table.item(row, 1)
+            out.append((path.text() if path else "", reason.text() if reason else ""))
         return out
 
     def show_list(self) -> None:

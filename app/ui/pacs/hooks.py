@@ -44,7 +44,7 @@ class PacsActions:
 def _file_menu(window: QtWidgets.QMainWindow) -> QtWidgets.QMenu:
     for action in window.menuBar().actions():
         menu = action.menu()
-        if menu is not None and action.text().replace("&", "") == "File":
+        if isinstance(menu, QtWidgets.QMenu) and action.text().replace("&", "") == "File":
             return menu
     return window.menuBar().addMenu("&File")
 
@@ -68,8 +68,9 @@ def install_pacs(
     actions = PacsActions(open_action, servers_action)
     # After the local "Open" entries, before the recent list and exports.
     anchor = next((a for a in menu.actions() if a.menu() is not None or a.isSeparator()), None)
-    menu.insertAction(anchor, open_action)
-    menu.insertAction(anchor, servers_action)
+    # Qt appends when the anchor is None; the stub does not allow None.
+    menu.insertAction(anchor, open_action)  # type: ignore[arg-type]
+    menu.insertAction(anchor, servers_action)  # type: ignore[arg-type]
 
     def open_dialog() -> None:
         if actions.dialog is not None and actions.dialog.isVisible():
@@ -102,4 +103,6 @@ def install_pacs(
 
 
 def _open(window: QtWidgets.QMainWindow, folders: list[Path]) -> None:
+    # The main window's open_paths: this package may not import app.ui.shell (a
+    # contract), so the type names the QMainWindow only.
     window.open_paths(folders)  # type: ignore[attr-defined]

@@ -249,7 +249,7 @@ class ServerSettingsWidget(QtWidgets.QWidget):
             A field is missing or invalid.
         """
         web = self.protocol.currentData() == "dicomweb"
-        common = {"name": self.name.text().strip(), "timeout_s": self.timeout.value()}
+        name, timeout_s = self.name.text().strip(), self.timeout.value()
         if web:
             return ServerConfig(
                 protocol="dicomweb",
@@ -257,7 +257,8 @@ class ServerSettingsWidget(QtWidgets.QWidget):
                 auth=self.auth.currentData(),
                 username=self.username.text().strip(),
                 ca_file=self.ca_file.text().strip(),
-                **common,
+                name=name,
+                timeout_s=timeout_s,
             )
         return ServerConfig(
             protocol="dimse",
@@ -267,7 +268,8 @@ class ServerSettingsWidget(QtWidgets.QWidget):
             calling_ae=self.calling_ae.text().strip(),
             retrieve=self.retrieve.currentData(),
             move_port=self.move_port.value() if self.retrieve.currentData() == "move" else 0,
-            **common,
+            name=name,
+            timeout_s=timeout_s,
         )
 
     def save_current(self) -> bool:

@@ -240,7 +240,7 @@ class SaliencyOverlay(QtCore.QObject):
         assert self._saliency is not None
         emb, feats = self._saliency.model.embed_slices(entry.volume, idx, with_features=True)
         with self._lock:
-            if entry.features is None:
+            if entry.features is None or entry.embeddings is None:  # set together
                 n = entry.volume.n_slices
                 entry.embeddings = np.zeros((n, emb.shape[1]), dtype=np.float32)
                 entry.features = np.zeros((n, *feats.shape[1:]), dtype=np.float32)

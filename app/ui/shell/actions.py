@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -106,7 +107,7 @@ class WindowActions:
         self.layout_actions: dict[Layout, QtGui.QAction] = {}
         for layout, shortcut in ((Layout.ROW, "Ctrl+1"), (Layout.GRID, "Ctrl+2")):
             action = _action(
-                window, layout.label, lambda lay=layout: commands.set_layout(lay), shortcut=shortcut
+                window, layout.label, partial(commands.set_layout, layout), shortcut=shortcut
             )
             action.setCheckable(True)
             action.setIconText(layout.value.replace("x", "×"))

@@ -150,7 +150,12 @@ def run_viewer(
     """
     configure_pyqtgraph()
     owns_app = QtWidgets.QApplication.instance() is None
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    existing = QtWidgets.QApplication.instance()
+    app = (
+        existing
+        if isinstance(existing, QtWidgets.QApplication)
+        else QtWidgets.QApplication(sys.argv[:1])
+    )
     warn_if_broken_binding()
     app.setApplicationName("PriorSync")
     app.setOrganizationName("PriorSync")

@@ -63,10 +63,11 @@ def install_excepthook(show: Callable[[str], None]) -> Callable[[], None]:
     def thread_hook(args: threading.ExceptHookArgs) -> None:
         # Worker threads report through their own signals; anything arriving here
         # is a bug and is logged only (showing it would touch widgets off-thread).
+        value = args.exc_value
         log.error(
             "unexpected error in thread %s",
             getattr(args.thread, "name", "?"),
-            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+            exc_info=(args.exc_type, value, args.exc_traceback) if value is not None else False,
         )
 
     sys.excepthook = hook

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 from PySide6 import QtCore
 
 from app.core.volume import Volume
@@ -87,7 +88,7 @@ class LoadEvents(QtCore.QObject):
         host.hang_patient(target if target is not None else 0)
         self._queue_thumbnails()
 
-    def _on_volume_loaded(self, key: str, volume: Volume, thumb: object) -> None:
+    def _on_volume_loaded(self, key: str, volume: Volume, thumb: np.ndarray | None) -> None:
         self.browser.set_thumbnail(key, thumb)
         self.hanging.on_volume_loaded(key, volume)
         self.host.check_settled()

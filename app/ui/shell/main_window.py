@@ -211,7 +211,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.load_status,
             self,
         )
-        self.anatomy.idle_changed.connect(lambda idle: idle and self.check_settled())
+        self.anatomy.idle_changed.connect(self._on_idle_changed)
         self.view_events = ViewEvents(self, self)
         self.hanging.shown_changed.connect(self._update_browser_marks)
         self.focus_return = FocusReturn(self, self, self.docks.holds_focus)
@@ -346,6 +346,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 if any(str(r.key) == key for r in study.series):
                     return p
         return None
+
+    def _on_idle_changed(self, idle: bool) -> None:
+        if idle:
+            self.check_settled()
 
     def check_settled(self) -> None:
         """Emit :attr:`settled` if nothing is loading or indexing."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -31,6 +31,7 @@ from app.io.sketch_png import (
     load_sketch_png,
     save_sketch_png,
 )
+from app.ml.sketch.models import SketchModels
 from app.ml.sketch.search import SketchHit, SliceRef
 from app.ui.settings.preferences import Preferences
 from app.ui.sketch.canvas import SketchCanvas
@@ -618,7 +619,7 @@ class SketchDock(QtWidgets.QDockWidget):
         if self.isVisible():
             self.query.prefetch([s.volume for s in self.link.loaded_series()])
 
-    def _on_models_loaded(self, models: Any) -> None:
+    def _on_models_loaded(self, models: SketchModels) -> None:
         if not self._weight_touched:
             self.weight_slider.setValue(round(100 * float(models.default_weight)))
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PySide6 import QtCore
@@ -29,6 +29,10 @@ from app.ml.anatomy.sync_service import SyncEngine
 from app.ml.sketch.models import SketchError, SketchModels
 from app.ml.sketch.search import SketchHit, SketchIndex, slice_refs
 from app.ui.loading.jobs import Job
+
+if TYPE_CHECKING:  # imported when first used: opening an archive is rare
+    from app.ml.runtime.model import EmbeddingModel
+    from app.ml.sketch.archive import Archive
 
 __all__ = [
     "LoadedSeries",
@@ -147,6 +151,14 @@ class _AbnormalityCache:
                 del self._codes[key]
 
 
+class ArchiveOpener(Protocol):
+    """Opens and verifies an archive folder (``Archive.open``; tests pass fakes)."""
+
+    def __call__(
+        self, path: Path, model: EmbeddingModel | None, sketch_models: SketchModels | None
+    ) -> Archive: ...
+
+
 class SketchQuery(QtCore.QObject):
     """Loads the sketch models and runs searches in one worker thread.
 
@@ -188,7 +200,7 @@ class SketchQuery(QtCore.QObject):
         engine: SyncEngine,
         parent: QtCore.QObject | None = None,
         models_loader: Callable[[], SketchModels] | None = None,
-        archive_opener: Callable[[Path], Any] | None = None,
+        archive_opener: ArchiveOpener | None = None,
     ) -> None:
         super().__init__(parent)
         self.engine = engine
@@ -201,7 +213,7 @@ class SketchQuery(QtCore.QObject):
         self._models_error: str | None = None
         self._models_requested = False
         self._cache = _AbnormalityCache()
-        self._archives: dict[Path, tuple[int | None, Any]] = {}
+        self._archives: dict[Path, tuple[int | None, Archive]] = {}
         self._archives_lock = threading.Lock()
         self._jobs: set[Job] = set()
         self._search: Job | None = None
@@ -308,7 +320,7 @@ class SketchQuery(QtCore.QObject):
             self._cache.put(volume, codes)
         return codes
 
-    def _open_archive(self, folder: Path, models: SketchModels) -> Any:
+    def _open_archive(self, folder: Path, models: SketchModels) -> Archive:
         # Kept open between searches, but reopened when `priorsync index` rebuilt
         # it meanwhile (a new manifest), so stale offsets never read new thumbnails.
         stamp = _manifest_stamp(folder)

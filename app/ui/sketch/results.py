@@ -79,7 +79,8 @@ class SketchResults(QtWidgets.QListWidget):
         effect = QtWidgets.QGraphicsOpacityEffect(self) if stale else None
         if effect is not None:
             effect.setOpacity(0.35)
-        self.setGraphicsEffect(effect)
+        # Qt takes None (drop the effect); the stub only lists QGraphicsEffect.
+        self.setGraphicsEffect(effect)  # type: ignore[arg-type]
         self.setProperty("stale", stale)
         self.setToolTip("Results of the previous search (the last one failed)" if stale else "")
 

@@ -53,6 +53,7 @@ class OutlinedLabel(QtWidgets.QLabel):
         y = OUTLINE_PX + metrics.ascent()
         for line in lines:
             advance = metrics.horizontalAdvance(line)
+            x: float
             if right:
                 x = self.width() - OUTLINE_PX - advance
             elif centre:

@@ -10,6 +10,8 @@ up a row, then the candidate list yields to the slice block.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PySide6 import QtCore, QtWidgets
 
 from app.ui.viewer.overlay_labels import place_orientation_letters
@@ -24,7 +26,7 @@ def _visible(label: QtWidgets.QWidget) -> bool:
     return not label.isHidden()
 
 
-def _clear(a: QtWidgets.QWidget, others: list[QtWidgets.QWidget]) -> bool:
+def _clear(a: QtWidgets.QWidget, others: Sequence[QtWidgets.QWidget]) -> bool:
     box = a.geometry().adjusted(-1, -1, 1, 1)
     return not any(_visible(o) and box.intersects(o.geometry()) for o in others)
 

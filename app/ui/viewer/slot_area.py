@@ -43,16 +43,16 @@ class SlotFrame(QtWidgets.QWidget):
         super().__init__()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self._box = layout
         self.content: QtWidgets.QWidget | None = None
         self.setMinimumSize(MIN_VIEWPORT_SIZE)
 
     def set_content(self, widget: QtWidgets.QWidget) -> QtWidgets.QWidget | None:
         """Show ``widget``; return the previous content (the caller disposes of it)."""
         old = self.content
-        layout = self.layout()
         if old is not None:
-            layout.removeWidget(old)
-        layout.addWidget(widget)
+            self._box.removeWidget(old)
+        self._box.addWidget(widget)
         self.content = widget
         return old
 

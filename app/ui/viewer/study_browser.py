@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.state import newest_first
+from app.io.catalog import PatientGroup
 from app.ui.resources import icon
 from app.ui.viewer.hanging import series_label
 
@@ -49,7 +48,7 @@ class StudyBrowser(QtWidgets.QDockWidget):
         self.setWidget(self.tree)
         self._series_items: dict[str, QtWidgets.QTreeWidgetItem] = {}
 
-    def set_catalogue(self, patients: list[Any]) -> None:
+    def set_catalogue(self, patients: list[PatientGroup]) -> None:
         """Show the scanned patients (``PatientGroup`` list, studies already newest first)."""
         self.tree.clear()
         self._series_items.clear()
@@ -76,7 +75,9 @@ class StudyBrowser(QtWidgets.QDockWidget):
                     self._series_items[str(ref.key)] = r_item
             p_item.setExpanded(True)
             for i in range(p_item.childCount()):
-                p_item.child(i).setExpanded(True)
+                child = p_item.child(i)
+                if child is not None:
+                    child.setExpanded(True)
 
     def set_thumbnail(self, key: str, pixels: np.ndarray | None) -> None:
         item = self._series_items.get(key)
@@ -103,7 +104,7 @@ class StudyBrowser(QtWidgets.QDockWidget):
             self.patient_chosen.emit(int(p_index))
 
 
-def _patient_label(patient: Any) -> str:
+def _patient_label(patient: PatientGroup) -> str:
     """Name and ID as the user knows them (shown on screen only, never logged)."""
     info = None
     for study in patient.studies:

@@ -139,8 +139,10 @@ class ViewportCanvas(QtWidgets.QFrame):
         self._paint_window_text()
         self._apply_camera()
 
+    # Shadows QWidget.cursor() (the mouse pointer's shape), which nothing reads on a
+    # viewport; Qt itself calls the C++ method, never this Python attribute.
     @property
-    def cursor(self) -> tuple[int, int, int]:
+    def cursor(self) -> tuple[int, int, int]:  # type: ignore[override]
         """``(slice, row, column)`` of the cursor; the slice is the state's (synced) level."""
         return self.state.slice_index, self.cursor_rc[0], self.cursor_rc[1]
 
