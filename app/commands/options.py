@@ -14,8 +14,7 @@ if TYPE_CHECKING:
     from app.io.records import SkippedFile
     from app.ml.anatomy.index import IndexCache
     from app.ml.runtime.model import EmbeddingModel
-    from app.ml.sketch.evidence import LesionEvidence
-    from app.ml.sketch.models import SketchModels
+    from app.ml.sketch.encoder import SketchEncoder
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def add_model_arguments(
 
 def load_sketch_stack(
     args: argparse.Namespace,
-) -> tuple[EmbeddingModel, SketchModels | LesionEvidence]:
+) -> tuple[EmbeddingModel, SketchEncoder]:
     """The anatomy model and the sketch representation named by :func:`add_model_arguments`.
 
     Raises

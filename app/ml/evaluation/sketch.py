@@ -58,11 +58,11 @@ import numpy as np
 from app.core.volume import Volume
 from app.ml.runtime.preprocess import input_to_slice_affine
 from app.ml.sketch.archive import code_volume
-from app.ml.sketch.models import SketchError, SketchModels
+from app.ml.sketch.models import SketchError
 from app.ml.sketch.search import SketchIndex, SliceRef
 
 if TYPE_CHECKING:
-    from app.ml.sketch.evidence import LesionEvidence
+    from app.ml.sketch.encoder import SketchEncoder
 
 if TYPE_CHECKING:
     from app.ml.runtime.model import EmbeddingModel
@@ -531,7 +531,7 @@ def _ranked_templates(
 
 def run_sketch_eval(
     model: EmbeddingModel,
-    sketch_models: SketchModels | LesionEvidence,
+    sketch_models: SketchEncoder,
     sources: SourceSet,
     seed: int = 0,
     patients_per_volume: int = 4,

@@ -394,46 +394,47 @@ class EmbeddingModel:
             ``(n_slices, D)`` float32, L2-normalised.
         """
         return embed_in_batches(
-            volume.n_slices,
+            volume,
             self.embedding_dim,
-            lambda idx: self.embed_slices(volume, idx),
+            self.embed_slices,
             batch_size,
             progress,
         )
 
 
 def embed_in_batches(
-    n: int,
+    volume: Volume,
     dim: int,
-    embed: Callable[[np.ndarray], np.ndarray],
+    embed: Callable[[Volume, np.ndarray], np.ndarray],
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Run ``embed(indices) -> (len(indices), dim)`` over ``0..n-1`` in batches.
+    """Run ``embed(volume, indices) -> (len(indices), dim)`` over every slice, in batches.
 
     Parameters
     ----------
-    n
-        Number of slices.
+    volume
+        The series whose slices are coded.
     dim
         Length of one code.
     embed
-        Codes of a batch of slice indices.
+        Codes of a batch of slice indices of ``volume``.
     batch_size
         Slices per call (memory vs. call overhead).
     progress
-        Called with ``(slices_done, n)`` after each batch.
+        Called with ``(slices_done, n_slices)`` after each batch.
 
     Returns
     -------
     np.ndarray
-        ``(n, dim)`` float32.
+        ``(n_slices, dim)`` float32.
     """
+    n = volume.n_slices
     out = np.empty((n, dim), dtype=np.float32)
     batch_size = max(1, int(batch_size))
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(n, start + batch_size))
-        out[idx] = embed(idx)
+        out[idx] = embed(volume, idx)
         if progress is not None:
             progress(int(idx[-1]) + 1, n)
     return out

@@ -49,15 +49,12 @@ from app.core.imaging import BODY_THRESHOLD_HU, SOFT_TISSUE_WINDOW, window_to_ui
 from app.io.errors import Cancelled, LoadError
 from app.ml.runtime.preprocess import prepare_hu_slices, window_channels
 from app.ml.sketch.search import SketchIndex, SliceRef, patient_key, slice_refs
-
-if TYPE_CHECKING:
-    from app.ml.sketch.evidence import LesionEvidence
 from app.paths import cache_dir
 
 if TYPE_CHECKING:
     from app.core.volume import Volume
     from app.ml.runtime.model import EmbeddingModel
-    from app.ml.sketch.models import SketchModels
+    from app.ml.sketch.encoder import SketchEncoder
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -152,7 +149,7 @@ class CodedVolume:
 def code_volume(
     volume: Volume,
     model: EmbeddingModel,
-    sketch_models: SketchModels | LesionEvidence,
+    sketch_models: SketchEncoder,
     with_thumbnails: bool = True,
     tick: Callable[[int], None] | None = None,
 ) -> CodedVolume:
@@ -267,7 +264,7 @@ def build_archive(
     folder: Path | str,
     out_dir: Path | str | None = None,
     model: EmbeddingModel | None = None,
-    sketch_models: SketchModels | LesionEvidence | None = None,
+    sketch_models: SketchEncoder | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> ArchiveReport:
@@ -474,7 +471,7 @@ class Archive:
         cls,
         path: Path | str,
         model: EmbeddingModel | None = None,
-        sketch_models: SketchModels | None = None,
+        sketch_models: SketchEncoder | None = None,
     ) -> Archive:
         """Open and verify an archive.
 
@@ -562,7 +559,7 @@ class Archive:
         path: Path,
         recorded: Any,
         model: EmbeddingModel | None,
-        sketch_models: SketchModels | None,
+        sketch_models: SketchEncoder | None,
     ) -> None:
         want = {}
         if model is not None:

@@ -32,15 +32,15 @@ the overlap otherwise. Both codes live in one inner-product space, so
 ``(1 - w) * anatomy + w * abnormality`` in one hnswlib index works unchanged
 (:mod:`app.ml.sketch.search`).
 
-:class:`LesionEvidence` has the interface of :class:`~app.ml.sketch.models.SketchModels`
-that the index, the archive and the evaluation use.
+:class:`LesionEvidence` is a :class:`~app.ml.sketch.encoder.SketchEncoder`, like
+:class:`~app.ml.sketch.models.SketchModels`: the index, the archive and the
+evaluation take either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import cv2
@@ -48,9 +48,8 @@ import numpy as np
 
 from app.core.body import body_mask
 from app.core.volume import Volume
-from app.ml.runtime.model import embed_in_batches
-from app.ml.runtime.preprocess import InputSpec, labels_to_input, prepare_hu_slices
-from app.ml.sketch.models import check_sketch_labels
+from app.ml.runtime.preprocess import InputSpec, prepare_hu_slices
+from app.ml.sketch.encoder import SketchCoding
 
 __all__ = [
     "EVIDENCE_CLASSES",
@@ -281,7 +280,7 @@ def _pool(maps: np.ndarray, params: EvidenceParams, blur: bool) -> np.ndarray:
     return cells.reshape(n, c * g * g).astype(np.float32)
 
 
-class LesionEvidence:
+class LesionEvidence(SketchCoding):
     """Rule-based stand-in for the abnormality and sketch models (same interface).
 
     Parameters
@@ -348,31 +347,11 @@ class LesionEvidence:
             raise ValueError(f"expected (N, C, {self.spec.size}, {self.spec.size}) inputs")
         return self.abnormality_hu(channels_to_hu(batch, self.spec))
 
-    def abnormality_vectors(
-        self,
-        volume: Volume,
-        batch_size: int = 32,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
-        """Abnormality codes of every slice of a display-oriented volume, ``(n_slices, D)``."""
-        return embed_in_batches(
-            volume.n_slices,
-            self.abnormality_dim,
-            lambda idx: self.abnormality_hu(prepare_hu_slices(volume, idx, self.spec)),
-            batch_size,
-            progress,
-        )
+    def abnormality_of_slices(self, volume: Volume, indices: np.ndarray) -> np.ndarray:
+        """Abnormality codes ``(len(indices), D)`` of some slices of ``volume`` (one batch)."""
+        return self.abnormality_hu(prepare_hu_slices(volume, indices, self.spec))
 
     # -- sketches ----------------------------------------------------------------
-    def check_sketch(self, volume: Volume, k: int, labels: np.ndarray) -> None:
-        """Raise :class:`~app.ml.sketch.models.SketchError` when a sketch cannot be searched for."""
-        check_sketch_labels(volume, k, labels, self.classes)
-
-    def sketch_input(self, volume: Volume, k: int, labels: np.ndarray) -> np.ndarray:
-        """The checked sketch in the model frame, ``(3, S, S)`` coverage."""
-        self.check_sketch(volume, k, labels)
-        return labels_to_input(volume, int(k), np.asarray(labels), len(self.classes), self.spec)
-
     def sketch_inputs_vectors(self, inputs: np.ndarray) -> np.ndarray:
         """Sketch codes ``(N, D)`` of coverage maps ``(N, 3, S, S)``: unit, 0 in the last entry."""
         batch = np.asarray(inputs, dtype=np.float32)
@@ -381,14 +360,3 @@ class LesionEvidence:
         e = _pool(batch, self.params, blur=False)
         e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
         return np.hstack([e, np.zeros((len(e), 1), np.float32)])
-
-    def sketch_vector(self, volume: Volume, k: int, labels: np.ndarray) -> np.ndarray:
-        """The ``(D,)`` unit code of a sketch drawn on slice ``k`` of a template series.
-
-        Raises
-        ------
-        SketchError
-            Empty sketch, one mostly outside the body, unknown label values, or
-            a label image whose shape is not the slice's.
-        """
-        return self.sketch_inputs_vectors(self.sketch_input(volume, k, labels))[0]

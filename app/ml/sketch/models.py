@@ -16,20 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from app.core.body import body_mask
 from app.core.sketch import SKETCH_CLASSES
 from app.core.volume import Volume
-from app.ml.runtime.model import ModelError, OpenedModel, embed_in_batches, open_model_file
-from app.ml.runtime.preprocess import (
-    InputSpec,
-    labels_to_input,
-    prepare_slices,
-)
+from app.ml.runtime.model import ModelError, OpenedModel, open_model_file
+from app.ml.runtime.preprocess import InputSpec, prepare_slices
+from app.ml.sketch.encoder import MIN_INSIDE_BODY, SketchCoding, SketchError, check_sketch_labels
 from app.paths import models_dir
 
 __all__ = [
@@ -46,17 +41,11 @@ log = logging.getLogger(__name__)
 
 ABNORMALITY_MODEL_NAME = "priorsync-abnormality.onnx"
 SKETCH_MODEL_NAME = "priorsync-sketch.onnx"
-# A sketch is refused when less than this fraction of its pixels lies on the body.
-MIN_INSIDE_BODY = 0.5
 _OUTPUT = "embedding"
 _MISSING_HINT = (
     "reinstall PriorSync, or train the sketch models with `priorsync train-sketch`, "
     "or point PRIORSYNC_ABNORMALITY_MODEL / PRIORSYNC_SKETCH_MODEL at .onnx files"
 )
-
-
-class SketchError(ValueError):
-    """A sketch that cannot be searched for; ``str(error)`` is shown to the user."""
 
 
 def default_sketch_model_paths() -> tuple[Path, Path]:
@@ -67,47 +56,6 @@ def default_sketch_model_paths() -> tuple[Path, Path]:
         Path(abn) if abn else models_dir() / ABNORMALITY_MODEL_NAME,
         Path(sk) if sk else models_dir() / SKETCH_MODEL_NAME,
     )
-
-
-def check_sketch_labels(
-    volume: Volume, k: int, labels: np.ndarray, classes: tuple[str, ...]
-) -> None:
-    """Raise :class:`SketchError` when a sketch cannot be searched for.
-
-    Parameters
-    ----------
-    volume
-        The template series the sketch was drawn on.
-    k
-        The template slice.
-    labels
-        ``(rows, cols)`` label image: 0 background, ``1..len(classes)`` lesion classes.
-    classes
-        The lesion class names.
-    """
-    labels = np.asarray(labels)
-    rows, cols = volume.voxels.shape[1:]
-    if labels.ndim != 2 or labels.shape != (rows, cols):
-        raise SketchError(
-            f"the sketch is {'x'.join(map(str, labels.shape))} pixels but the template "
-            f"slice is {rows}x{cols}: draw it on the template shown"
-        )
-    if not 0 <= int(k) < volume.n_slices:
-        raise SketchError(f"slice {k} is not in the template ({volume.n_slices} slices)")
-    drawn = labels != 0
-    n_drawn = int(drawn.sum())
-    if n_drawn == 0:
-        raise SketchError("Draw the abnormality first: the sketch is empty")
-    if labels.min() < 0 or labels.max() > len(classes):
-        raise SketchError(
-            f"the sketch holds label values outside 0..{len(classes)} ({', '.join(classes)})"
-        )
-    inside = int((drawn & body_mask(volume.voxels[int(k)])).sum())
-    if inside < MIN_INSIDE_BODY * n_drawn:
-        raise SketchError(
-            f"The sketch lies outside the body ({100 * inside / n_drawn:.0f} % of it on the "
-            "patient): draw the abnormality inside the body"
-        )
 
 
 def _metadata_classes(meta: dict[str, str], path: Path) -> tuple[str, ...]:
@@ -140,7 +88,7 @@ def _output_dim(opened: OpenedModel) -> int:
     return int(dim)
 
 
-class SketchModels:
+class SketchModels(SketchCoding):
     """The abnormality and sketch models, loaded together (use :meth:`load`).
 
     Attributes
@@ -287,44 +235,9 @@ class SketchModels:
             return np.zeros((0, self.abnormality_dim), dtype=np.float32)
         return self._run(self._abn, "slices", batch)
 
-    def abnormality_vectors(
-        self,
-        volume: Volume,
-        batch_size: int = 32,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
-        """Abnormality codes of every slice of a display-oriented volume.
-
-        Parameters
-        ----------
-        volume
-            The series.
-        batch_size
-            Slices per inference call.
-        progress
-            Called with ``(slices_done, n_slices)`` after each batch.
-
-        Returns
-        -------
-        np.ndarray
-            ``(n_slices, Db)`` float32, L2-normalised.
-        """
-        return embed_in_batches(
-            volume.n_slices,
-            self.abnormality_dim,
-            lambda idx: self.abnormality_inputs(prepare_slices(volume, idx, self.spec)),
-            batch_size,
-            progress,
-        )
-
-    def check_sketch(self, volume: Volume, k: int, labels: np.ndarray) -> None:
-        """Raise :class:`SketchError` when a sketch cannot be searched for (:func:`check_sketch_labels`)."""
-        check_sketch_labels(volume, k, labels, self.classes)
-
-    def sketch_input(self, volume: Volume, k: int, labels: np.ndarray) -> np.ndarray:
-        """The checked sketch in the model frame, ``(len(classes), S, S)`` coverage."""
-        self.check_sketch(volume, k, labels)
-        return labels_to_input(volume, int(k), np.asarray(labels), len(self.classes), self.spec)
+    def abnormality_of_slices(self, volume: Volume, indices: np.ndarray) -> np.ndarray:
+        """Abnormality codes ``(len(indices), Db)`` of some slices of ``volume`` (one batch)."""
+        return self.abnormality_inputs(prepare_slices(volume, indices, self.spec))
 
     def sketch_inputs_vectors(self, inputs: np.ndarray) -> np.ndarray:
         """Sketch codes ``(N, Db)`` of coverage maps ``(N, len(classes), S, S)``."""
@@ -332,28 +245,3 @@ class SketchModels:
         if batch.ndim == 3:
             batch = batch[np.newaxis]
         return self._run(self._sketch, "sketch", batch)
-
-    def sketch_vector(self, volume: Volume, k: int, labels: np.ndarray) -> np.ndarray:
-        """The code of a sketch drawn on slice ``k`` of a template series.
-
-        Parameters
-        ----------
-        volume
-            Display-oriented template series.
-        k
-            The slice the sketch was drawn on.
-        labels
-            ``(rows, cols)`` integer label image (0 background, class ``c`` = value ``c + 1``).
-
-        Returns
-        -------
-        np.ndarray
-            ``(Db,)`` float32 unit vector.
-
-        Raises
-        ------
-        SketchError
-            Empty sketch, one mostly outside the body, unknown label values, or
-            a label image whose shape is not the slice's.
-        """
-        return self.sketch_inputs_vectors(self.sketch_input(volume, k, labels))[0]

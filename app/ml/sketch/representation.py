@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.ml.sketch.evidence import LesionEvidence
-    from app.ml.sketch.models import SketchModels
+    from app.ml.sketch.encoder import SketchEncoder
 
 __all__ = ["DEFAULT_REPRESENTATION", "REPRESENTATIONS", "load_sketch_representation"]
 
@@ -31,7 +30,7 @@ def load_sketch_representation(
     abnormality_path: Path | str | None = None,
     sketch_path: Path | str | None = None,
     device: str | None = None,
-) -> LesionEvidence | SketchModels:
+) -> SketchEncoder:
     """The representation named by ``kind`` (the shipped default when ``None``).
 
     Model files given without a ``kind`` mean the learned pair.

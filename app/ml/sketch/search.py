@@ -32,7 +32,7 @@ from app.core.volume import SeriesInfo, Volume
 from app.io.errors import Cancelled
 
 if TYPE_CHECKING:
-    from app.ml.sketch.models import SketchModels
+    from app.ml.sketch.encoder import SketchEncoder
 
 __all__ = [
     "EXACT_BELOW",
@@ -556,7 +556,7 @@ def similar_slices(
 def build_sketch_index(
     volumes: Sequence[Volume],
     anatomy: Sequence[np.ndarray],
-    models: SketchModels,
+    models: SketchEncoder,
     series_keys: Sequence[str | None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
