@@ -14,17 +14,17 @@ from app.core.planes import Plane
 from app.core.state import Channel, SyncGroup
 from app.ml.anatomy.sync_service import AnatomicalSliceMapper
 from app.ml.saliency.gradcam import COLORMAPS, colormap_rgb
-from app.ui.resources import icon
 from app.ui.saliency.overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
 from app.ui.settings.preferences import Preferences
 from app.ui.viewer.coverage import shows_outside_level
 from app.ui.viewer.seams import StatusSink, ViewportSet
+from app.ui.viewer.synced_part import SyncedPart, toggle_action
 from app.ui.viewer.viewport import ViewportView
 
 __all__ = ["SaliencyScheduler"]
 
 
-class SaliencyScheduler(QtCore.QObject):
+class SaliencyScheduler(SyncedPart):
     """The saliency toggle (S), its opacity and colour map, and the requests they cause.
 
     Parameters
@@ -51,26 +51,23 @@ class SaliencyScheduler(QtCore.QObject):
         status: StatusSink,
         parent: QtCore.QObject,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(sync, mapper, viewports, preferences, status, parent)
         self.overlay = overlay
-        self.sync = sync
-        self.mapper = mapper
-        self.viewports = viewports
-        self.status = status
         self.wanted: dict[OverlayKey, ViewportView] = {}
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self.update)
 
-        self.action = QtGui.QAction(icon("saliency"), "Saliency overlay", self)
+        self.action = toggle_action(
+            self,
+            "saliency",
+            "Saliency overlay",
+            "Colour where the model sees the match, on the driving slice and its matches (S)",
+        )
         self.action.setShortcut(QtGui.QKeySequence("S"))
-        self.action.setCheckable(True)
         self.action.toggled.connect(lambda _on: self.update())
         self.action.setIconText("Saliency")
-        self.action.setToolTip(
-            "Colour where the model sees the match, on the driving slice and its matches (S)"
-        )
         self.opacity_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(50)

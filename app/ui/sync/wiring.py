@@ -14,16 +14,16 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.state import Channel, SyncGroup, ViewportState
 from app.ml.anatomy.sync_service import AnatomicalSliceMapper
-from app.ui.resources import icon
 from app.ui.settings.preferences import Preferences
 from app.ui.sync.anatomical_sync import AnatomicalSync, ModelInfo
 from app.ui.viewer.seams import StatusSink, ViewportSet
+from app.ui.viewer.synced_part import SyncedPart, toggle_action
 from app.ui.viewer.viewport import ViewportView
 
 __all__ = ["SyncWiring"]
 
 
-class SyncWiring(QtCore.QObject):
+class SyncWiring(SyncedPart):
     """The link actions, the sync status labels and the handlers of anatomical sync.
 
     Signals
@@ -44,13 +44,8 @@ class SyncWiring(QtCore.QObject):
         status: StatusSink,
         parent: QtCore.QObject,
     ) -> None:
-        super().__init__(parent)
-        self.sync = sync
+        super().__init__(sync, mapper, viewports, preferences, status, parent)
         self.anatomy = anatomy
-        self.mapper = mapper
-        self.viewports = viewports
-        self.preferences = preferences
-        self.status = status
         # A user's own choice wins over the automatic switch-on when indexes are ready.
         self.choice_made = False
 
@@ -155,10 +150,8 @@ class SyncWiring(QtCore.QObject):
 
     # -- handlers ----------------------------------------------------------------------------
     def _toggle(self, text: str, icon_name: str, channel: Channel, tip: str) -> QtGui.QAction:
-        action = QtGui.QAction(icon(icon_name), text, self)
-        action.setCheckable(True)
+        action = toggle_action(self, icon_name, text, tip)
         action.setChecked(self.sync.enabled[channel])
-        action.setToolTip(tip)
         action.toggled.connect(lambda on: self.sync.set_enabled(channel, on))
         return action
 
