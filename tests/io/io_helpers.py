@@ -1,10 +1,45 @@
-"""Small synthetic CT volumes for the IO tests (made in memory, no shared data needed)."""
+"""Small synthetic CT volumes for the IO tests (made in memory, no shared data needed).
+
+Also :func:`run_python`: the child process the CLI and crash tests run readers in.
+"""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from app.core.volume import Geometry, SeriesInfo, Volume
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_python(
+    args: Sequence[str], timeout: float, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` from the repository root and capture its text output.
+
+    Parameters
+    ----------
+    args
+        What follows the interpreter: ``["-m", "app.cli", ...]``, ``["-c", code]``, a script.
+    timeout
+        Seconds before ``subprocess.TimeoutExpired``.
+    env
+        Variables set on top of this process's environment (``None``: inherit it as it is).
+    """
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**os.environ, **env} if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def phantom(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:

@@ -11,11 +11,8 @@ memory under 1.5 GB, and that it finished within the runner's time limit.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from io_helpers import REPO, run_python
 from odd_inputs import (
     axial_plus_coronal,
     base_volume,
@@ -50,7 +48,6 @@ from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, RLELossless
 
 from app.io.dicom_write import write_enhanced_ct, write_volume_file
 
-REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("fuzz_runner.py")
 PEAK_RSS_LIMIT_KB = 1_500_000  # 1.5 GB
 HARNESS_TIMEOUT_S = 900  # the whole batch; each case has the runner's own limit
@@ -260,14 +257,10 @@ def fuzz_results(tmp_path_factory):
         json.dumps([{"name": n, "current": str(p), "prior": str(prior)} for n, p, _ in cases])
     )
     results = root / "results.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "default"}
-    proc = subprocess.run(
-        [sys.executable, str(RUNNER), str(manifest), str(results)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HARNESS_TIMEOUT_S,
+    proc = run_python(
+        [str(RUNNER), str(manifest), str(results)],
+        HARNESS_TIMEOUT_S,
+        {"PYTHONPATH": str(REPO), "PYTHONWARNINGS": "default"},
     )
     records = (
         {r["name"]: r for r in map(json.loads, results.read_text().splitlines())}

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from io_helpers import run_python
 from odd_inputs import (
     axial_plus_coronal,
     base_volume,
@@ -43,21 +43,13 @@ from pydicom.uid import RLELossless
 from app.io.load import LoadError, load_volume, pick_main_series
 from app.io.scan import scan_paths
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _reasons(path: Path) -> dict[str, str]:
     return {s.path.name: s.reason for s in scan_paths([path]).skipped}
 
 
 def _python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python(["-c", textwrap.dedent(code)], timeout)
 
 
 # --- 1. one non-axial image beside an axial series -----------------------------------
@@ -301,14 +293,10 @@ def test_decode_failures_name_their_cause(tmp_path):
 
 
 def _cli_match(current: Path, prior: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "default"}
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "match", str(current), str(prior), "--no-cache", *extra],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    return run_python(
+        ["-m", "app.cli", "match", str(current), str(prior), "--no-cache", *extra],
+        300,
+        {"PYTHONWARNINGS": "default"},
     )
 
 
