@@ -32,11 +32,10 @@ from app.commands.doctor_checks import (
     python_findings,
     qt_findings,
 )
+from app.commands.exit_codes import EXIT_FAILURE, EXIT_OK
 
 __all__ = ["CHECKS", "Check", "SectionReport", "add_arguments", "run", "run_checks"]
 
-EXIT_OK = 0
-EXIT_MISSING = 1
 _WIDTH = 100
 
 
@@ -201,4 +200,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(reports))
     sys.stdout.flush()
-    return EXIT_MISSING if lacking else EXIT_OK
+    return EXIT_FAILURE if lacking else EXIT_OK  # something is missing

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             f"priorsync eval: error: --seeds must be non-negative integers, got {args.seeds!r}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_INPUT
     try:
         model = EmbeddingModel.load(args.model, device=args.device)
     except ModelError as exc:

@@ -11,11 +11,11 @@ also writes every figure and per-pair result. See :mod:`app.ml.evaluation.points
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from app.commands.options import add_model_arguments
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK
+from app.commands.options import add_model_arguments, write_json_results
 
 __all__ = ["add_arguments", "run"]
 
@@ -74,17 +74,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.pairs < 1 or args.points < 1:
         error("--pairs and --points must be at least 1")
-        return 2
+        return EXIT_INPUT
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(POINT_METHODS))
     if unknown or not methods:
         error(f"unknown method(s) {unknown}; use {', '.join(POINT_METHODS)}")
-        return 2
+        return EXIT_INPUT
     try:
         model = EmbeddingModel.load(args.model, device=args.device)
     except ModelError as exc:
         error(str(exc))
-        return 3
+        return EXIT_MODEL
     presets = ("standard", "hard") if args.preset == "both" else (args.preset,)
 
     def progress(message: str) -> None:
@@ -105,15 +105,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         error(str(exc))
-        return 2
+        return EXIT_INPUT
     print(format_point_report(report))
     if args.json is not None:
-        from app.io.safe_write import WriteError, safe_write
-
-        try:
-            safe_write(args.json, json.dumps(report.to_dict(), indent=1).encode(), overwrite=True)
-        except WriteError as exc:
-            error(str(exc))
-            return 2
-        print(f"results written to {args.json}")
-    return 0
+        return write_json_results(args.json, report.to_dict(), "eval-points")
+    return EXIT_OK

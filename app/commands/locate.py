@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.commands.match import EXIT_INPUT, EXIT_MODEL
+from app.commands.exit_codes import EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from app.commands.options import (
     InputError,
     add_model_arguments,
@@ -205,4 +205,4 @@ def run(args: argparse.Namespace) -> int:
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+    return EXIT_OK
