@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from app.core.body import body_mask
+from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Volume
 from app.ml.runtime.preprocess import InputSpec, prepare_hu_slices
 from app.ml.sketch.encoder import SketchCoding
@@ -65,7 +66,7 @@ EVIDENCE_VERSION = "1.0"
 EVIDENCE_CLASSES: tuple[str, ...] = ("mass", "hypodense", "hyperdense")
 
 _SOFT_HU = -300.0  # a mass is denser than this
-_LUNG_HU = -500.0  # aerated lung (the body threshold)
+_LUNG_HU = float(BODY_THRESHOLD_HU)  # aerated lung: below the body threshold
 _FAT_HU = (-190.0, -40.0)
 _ORGAN_HU = (-30.0, 200.0)
 _BONE_HU = 300.0
