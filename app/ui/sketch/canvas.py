@@ -22,12 +22,12 @@ from app.core.sketch import SKETCH_CLASSES, SketchCanvasModel
 from app.core.state import edge_labels
 from app.core.volume import Volume
 from app.ui.viewer.overlay_labels import orientation_letters, place_orientation_letters
+from app.ui.viewer.slice_view_box import ZOOM_STEP
 
 __all__ = ["OVERLAY_ALPHA", "SketchCanvas", "SketchViewBox", "sketch_rgba"]
 
 # The sketch is translucent so the anatomy under it stays visible.
 OVERLAY_ALPHA = 150
-_ZOOM_STEP = 1.15
 
 
 def sketch_rgba(labels: np.ndarray, alpha: int = OVERLAY_ALPHA) -> np.ndarray:
@@ -92,7 +92,7 @@ class SketchViewBox(pg.ViewBox):
             ev.ignore()
             return
         if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
-            factor = _ZOOM_STEP ** (-notches)  # scaleBy < 1 zooms in
+            factor = ZOOM_STEP ** (-notches)  # scaleBy < 1 zooms in
             self.scaleBy((factor, factor), center=self.mapToView(ev.pos()))
         else:
             self.canvas.model.scale_brush(notches)
