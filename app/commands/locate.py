@@ -28,6 +28,7 @@ from app.commands.options import (
     add_model_arguments,
     load_input_volumes,
     open_index_cache,
+    print_result,
 )
 
 if TYPE_CHECKING:
@@ -198,11 +199,5 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     answers = [pair.locate(p) for p in points]
     text = json.dumps([a.to_dict() for a in answers]) if args.json else format_table(answers)
-    try:
-        print(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print_result(text)
     return EXIT_OK

@@ -38,6 +38,7 @@ from app.commands.options import (
     add_model_arguments,
     load_input_volumes,
     open_index_cache,
+    print_result,
 )
 from app.export.captions import image_number
 
@@ -153,13 +154,5 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps(doc)
     else:
         text = format_table(result, current, prior, model.provider)
-    try:
-        print(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`priorsync match ... | head`): not an error of ours.
-        # Point stdout at devnull so the interpreter's final flush stays quiet.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print_result(text)
     return EXIT_OK

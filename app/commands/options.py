@@ -175,3 +175,18 @@ def write_json_results(path: Path, results: dict[str, object], command: str) -> 
         return EXIT_OUTPUT
     print(f"results written to {path}")
     return EXIT_OK
+
+
+def print_result(text: str) -> None:
+    """Print a command's result to stdout; a reader that went away is not an error.
+
+    ``priorsync match ... | head`` closes the pipe early: stdout is then pointed
+    at devnull so that the interpreter's final flush stays quiet too.
+    """
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
