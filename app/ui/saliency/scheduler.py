@@ -11,14 +11,11 @@ from __future__ import annotations
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.planes import Plane
-from app.core.state import Channel, SyncGroup
-from app.ml.anatomy.sync_service import AnatomicalSliceMapper
+from app.core.state import Channel
 from app.ml.saliency.gradcam import COLORMAPS, colormap_rgb
 from app.ui.saliency.overlay import DEFAULT_COLORMAP, OverlayKey, OverlayRequest, SaliencyOverlay
-from app.ui.settings.preferences import Preferences
 from app.ui.viewer.coverage import shows_outside_level
-from app.ui.viewer.seams import StatusSink, ViewportSet
-from app.ui.viewer.synced_part import SyncedPart, toggle_action
+from app.ui.viewer.synced_part import SyncContext, SyncedPart, toggle_action
 from app.ui.viewer.viewport import ViewportView
 
 __all__ = ["SaliencyScheduler"]
@@ -31,27 +28,21 @@ class SaliencyScheduler(SyncedPart):
     ----------
     overlay
         Computes the overlays in the background.
-    sync, mapper
-        The sync group (is slice sync on?) and its mapper (which viewport drove).
-    viewports
-        The viewports painted.
-    preferences
-        Where opacity and colour map persist.
-    status
-        Where "unavailable" is said.
+    context
+        The sync group (is slice sync on?) and its mapper (which viewport drove),
+        the viewports painted, where opacity and colour map persist, and where
+        "unavailable" is said.
+    parent
+        The window.
     """
 
     def __init__(
         self,
         overlay: SaliencyOverlay,
-        sync: SyncGroup,
-        mapper: AnatomicalSliceMapper,
-        viewports: ViewportSet,
-        preferences: Preferences,
-        status: StatusSink,
+        context: SyncContext,
         parent: QtCore.QObject,
     ) -> None:
-        super().__init__(sync, mapper, viewports, preferences, status, parent)
+        super().__init__(context, parent)
         self.overlay = overlay
         self.wanted: dict[OverlayKey, ViewportView] = {}
         self._timer = QtCore.QTimer(self)
@@ -75,7 +66,7 @@ class SaliencyScheduler(SyncedPart):
         self.opacity_slider.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         self.opacity_slider.setToolTip("Saliency overlay opacity")
         self.opacity_slider.valueChanged.connect(lambda _v: self.schedule())
-        self.opacity_slider.valueChanged.connect(preferences.set_saliency_opacity)
+        self.opacity_slider.valueChanged.connect(self.preferences.set_saliency_opacity)
         self.colormap_combo = QtWidgets.QComboBox()
         self.colormap_combo.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         self.colormap_combo.setToolTip("Saliency overlay colour map")
@@ -84,12 +75,12 @@ class SaliencyScheduler(SyncedPart):
         self.colormap_combo.setCurrentIndex(self.colormap_combo.findData(DEFAULT_COLORMAP))
         self.colormap_combo.currentIndexChanged.connect(lambda _i: self.schedule())
         self.colormap_combo.currentIndexChanged.connect(
-            lambda _i: preferences.set_saliency_colormap(self.colormap_combo.currentData())
+            lambda _i: self.preferences.set_saliency_colormap(self.colormap_combo.currentData())
         )
-        opacity = preferences.saliency_opacity()
+        opacity = self.preferences.saliency_opacity()
         if opacity is not None:
             self.opacity_slider.setValue(opacity)
-        index = self.colormap_combo.findData(preferences.saliency_colormap())
+        index = self.colormap_combo.findData(self.preferences.saliency_colormap())
         if index >= 0:
             self.colormap_combo.setCurrentIndex(index)
         overlay.ready.connect(self._on_ready)

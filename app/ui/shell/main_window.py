@@ -56,6 +56,7 @@ from app.ui.viewer.hanging import StudySlot
 from app.ui.viewer.hanging_controller import HangingController
 from app.ui.viewer.layouts import Layout
 from app.ui.viewer.presets import PresetControls
+from app.ui.viewer.synced_part import SyncContext
 from app.ui.viewer.viewport import ViewportView
 from app.ui.viewer.viewport_menu import ViewportCommands
 
@@ -114,19 +115,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.volumes = VolumeCache()
         self.hanging = HangingController(self.loader, self.volumes, self.sync, self)
         self.setCentralWidget(self.hanging.area)
-        self.wiring = SyncWiring(
-            self.sync, self.anatomy, self.slice_mapper, self.hanging, self.preferences, self, self
-        )
+        context = SyncContext(self.sync, self.slice_mapper, self.hanging, self.preferences, self)
+        self.wiring = SyncWiring(self.anatomy, context, self)
         self.saliency = SaliencyOverlay(self.anatomy.engine, self)
-        self.saliency_view = SaliencyScheduler(
-            self.saliency,
-            self.sync,
-            self.slice_mapper,
-            self.hanging,
-            self.preferences,
-            self,
-            self,
-        )
+        self.saliency_view = SaliencyScheduler(self.saliency, context, self)
         self.presets = PresetControls(self.hanging, self.preferences, self)
         self.viewport_commands = ViewportCommands(
             self.hanging, lambda: self.slice_mapper.last_source, self

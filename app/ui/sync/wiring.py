@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.core.state import Channel, SyncGroup, ViewportState
-from app.ml.anatomy.sync_service import AnatomicalSliceMapper
-from app.ui.settings.preferences import Preferences
+from app.core.state import Channel, ViewportState
 from app.ui.sync.anatomical_sync import AnatomicalSync, ModelInfo
-from app.ui.viewer.seams import StatusSink, ViewportSet
-from app.ui.viewer.synced_part import SyncedPart, toggle_action
+from app.ui.viewer.synced_part import SyncContext, SyncedPart, toggle_action
 from app.ui.viewer.viewport import ViewportView
 
 __all__ = ["SyncWiring"]
@@ -36,15 +33,11 @@ class SyncWiring(SyncedPart):
 
     def __init__(
         self,
-        sync: SyncGroup,
         anatomy: AnatomicalSync,
-        mapper: AnatomicalSliceMapper,
-        viewports: ViewportSet,
-        preferences: Preferences,
-        status: StatusSink,
+        context: SyncContext,
         parent: QtCore.QObject,
     ) -> None:
-        super().__init__(sync, mapper, viewports, preferences, status, parent)
+        super().__init__(context, parent)
         self.anatomy = anatomy
         # A user's own choice wins over the automatic switch-on when indexes are ready.
         self.choice_made = False
@@ -69,7 +62,7 @@ class SyncWiring(SyncedPart):
         self.device_label.setObjectName("statusDevice")
         self.device_label.setToolTip("Where the matching model runs (loading)")
 
-        sync.toggled.connect(self._on_toggled)
+        self.sync.toggled.connect(self._on_toggled)
         anatomy.index_progress.connect(self._on_index_progress)
         anatomy.index_changed.connect(self._on_index_changed)
         anatomy.ready_changed.connect(self._on_ready)

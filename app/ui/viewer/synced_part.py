@@ -4,10 +4,12 @@ The sync wiring (:class:`~app.ui.sync.wiring.SyncWiring`) and the saliency
 scheduler (:class:`~app.ui.saliency.scheduler.SaliencyScheduler`) both follow
 the sync group and its slice mapper, paint into the viewports, keep settings in
 the preferences and speak through the status bar; :class:`SyncedPart` holds
-those once. :func:`toggle_action` makes the checkable toolbar actions they show.
+those once (given as one :class:`SyncContext`). :func:`toggle_action` makes the checkable toolbar actions they show.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from PySide6 import QtCore, QtGui
 
@@ -17,7 +19,30 @@ from app.ui.resources import icon
 from app.ui.settings.preferences import Preferences
 from app.ui.viewer.seams import StatusSink, ViewportSet
 
-__all__ = ["SyncedPart", "toggle_action"]
+__all__ = ["SyncContext", "SyncedPart", "toggle_action"]
+
+
+@dataclass(frozen=True)
+class SyncContext:
+    """What every :class:`SyncedPart` is given by the window.
+
+    Attributes
+    ----------
+    sync, mapper
+        The sync group and its slice mapper (which viewport drove, how a slice was matched).
+    viewports
+        The viewports on screen.
+    preferences
+        Where the parts' settings persist.
+    status
+        Where a part tells the user something short.
+    """
+
+    sync: SyncGroup
+    mapper: AnatomicalSliceMapper
+    viewports: ViewportSet
+    preferences: Preferences
+    status: StatusSink
 
 
 class SyncedPart(QtCore.QObject):
@@ -25,33 +50,19 @@ class SyncedPart(QtCore.QObject):
 
     Parameters
     ----------
-    sync, mapper
-        The sync group and its slice mapper (which viewport drove, how a slice was matched).
-    viewports
-        The viewports on screen.
-    preferences
-        Where the part's settings persist.
-    status
-        Where the part tells the user something short.
+    context
+        The sync group, mapper, viewports, preferences and status bar, kept as attributes.
     parent
         The window (owner of this object).
     """
 
-    def __init__(
-        self,
-        sync: SyncGroup,
-        mapper: AnatomicalSliceMapper,
-        viewports: ViewportSet,
-        preferences: Preferences,
-        status: StatusSink,
-        parent: QtCore.QObject,
-    ) -> None:
+    def __init__(self, context: SyncContext, parent: QtCore.QObject) -> None:
         super().__init__(parent)
-        self.sync = sync
-        self.mapper = mapper
-        self.viewports = viewports
-        self.preferences = preferences
-        self.status = status
+        self.sync = context.sync
+        self.mapper = context.mapper
+        self.viewports = context.viewports
+        self.preferences = context.preferences
+        self.status = context.status
 
 
 def toggle_action(parent: QtCore.QObject, icon_name: str, text: str, tip: str) -> QtGui.QAction:
