@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,10 +194,7 @@ class DimseBackend(PacsBackend):
             _no_delay(event)
             connected.set()
 
-        events: list[tuple[Any, Callable[[Any], Any]]] = [
-            (evt.EVT_CONN_OPEN, opened),
-            *(handlers or []),
-        ]
+        events: list[Any] = [(evt.EVT_CONN_OPEN, opened), *(handlers or [])]
         assoc = ae.associate(
             self.server.host,
             self.server.port,
