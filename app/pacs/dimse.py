@@ -258,6 +258,14 @@ class DimseBackend(PacsBackend):
                         answers.append(identifier)
                 elif code == _SUCCESS:
                     break
+                elif code == _CANCELLED and answers:
+                    # We sent no C-CANCEL: the server stopped by itself. Orthanc does
+                    # this at its LimitFindResults; a partial list must not pass as all.
+                    raise ServerRefused(
+                        f"{self.server.name}: the server stopped the search after "
+                        f"{len(answers)} answers (it limits how many it gives); "
+                        "narrow the search"
+                    )
                 else:
                     raise ServerRefused(
                         f"{self.server.name}: the server failed the search (status 0x{code:04X})"
