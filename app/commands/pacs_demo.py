@@ -12,6 +12,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from app.commands.exit_codes import EXIT_INPUT
 
@@ -20,7 +22,12 @@ __all__ = ["run_pacs_demo"]
 log = logging.getLogger(__name__)
 
 
-def run_pacs_demo(args: argparse.Namespace) -> int:
+def run_pacs_demo(args: argparse.Namespace, on_start: Callable[[Any], None] | None = None) -> int:
+    """Serve the demo patient from a local Orthanc and open it through the PACS path.
+
+    ``on_start`` is handed to :func:`app.ui.shell.application.run_viewer`
+    (the tests that drive the real app use it).
+    """
     from app.commands.pacs_open import fetch_patient_folders
     from app.pacs.credentials import ENV_SECRET
     from app.pacs.errors import PacsError
@@ -59,7 +66,9 @@ def run_pacs_demo(args: argparse.Namespace) -> int:
             return EXIT_INPUT
         from app.ui.shell.application import run_viewer
 
-        return run_viewer(paths, screenshot=args.screenshot, quit_after_s=args.quit_after)
+        return run_viewer(
+            paths, screenshot=args.screenshot, quit_after_s=args.quit_after, on_start=on_start
+        )
     finally:
         os.environ.pop(ENV_SECRET, None)
         orthanc.stop()

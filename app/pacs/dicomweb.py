@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import requests
 import urllib3.exceptions
 from dicomweb_client.api import DICOMwebClient
-from pydicom.dataset import Dataset
 
 from app.pacs.backend import Instance, InstanceSink, PacsBackend, quiet_library_loggers
 from app.pacs.credentials import require_secret
@@ -34,18 +33,21 @@ from app.pacs.records import (
     SeriesRecord,
     StudyQuery,
     StudyRecord,
+    json_attributes,
     series_from_dataset,
     study_from_dataset,
 )
 from app.pacs.servers import ServerConfig
 
-__all__ = ["DicomWebBackend"]
+__all__ = ["STUDY_FIELDS", "DicomWebBackend"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_STUDY_FIELDS = [
+# What a study search asks for (QIDO-RS includefield); StudyDescription is not in the
+# standard default set (PS3.18 table 6.7.1-2), the rest are.
+STUDY_FIELDS = [
     "StudyInstanceUID",
     "PatientID",
     "PatientName",
@@ -204,10 +206,10 @@ class DicomWebBackend(PacsBackend):
         answers = self._call(
             "searching studies",
             lambda: self._client.search_for_studies(
-                search_filters=filters, fields=_STUDY_FIELDS, get_remaining=True
+                search_filters=filters, fields=STUDY_FIELDS, get_remaining=True
             ),
         )
-        records = (study_from_dataset(Dataset.from_json(a)) for a in answers)
+        records = (study_from_dataset(json_attributes(a)) for a in answers)
         return [r for r in records if r is not None]
 
     def find_series(self, study_uid: str) -> list[SeriesRecord]:
@@ -215,7 +217,7 @@ class DicomWebBackend(PacsBackend):
             "listing a study's series",
             lambda: self._client.search_for_series(study_uid, fields=_SERIES_FIELDS),
         )
-        records = (series_from_dataset(Dataset.from_json(a), study_uid) for a in answers)
+        records = (series_from_dataset(json_attributes(a), study_uid) for a in answers)
         return [r for r in records if r is not None]
 
     def retrieve_series(

@@ -5,9 +5,21 @@ child process with a throw-away configuration and storage folder, on free
 loopback ports, with basic authentication on and a known AE title. The
 system-wide Orthanc service the Debian package installs is never used.
 
-HTTPS is not offered: Debian's Orthanc 1.10.1 crashes (SIGSEGV) on the first
-request after a TLS handshake with OpenSSL 3, so the tests put a TLS endpoint
-of their own in front of the HTTP port instead.
+Orthanc's DICOM port is started with DCMTK's ``TCP_NODELAY=1`` switch (an
+environment variable): DCMTK leaves Nagle's algorithm on otherwise, and every
+DIMSE answer then waits ~40 ms for the client's delayed acknowledgement (a
+C-ECHO takes 48 ms instead of 4). A site's own DCMTK-based PACS wants the
+same setting.
+
+HTTPS is not offered, and no configuration can make it work: Debian 12's
+``libcivetweb1`` 1.15 (Orthanc's HTTP server) loads OpenSSL at run time with
+the OpenSSL 1.1 symbol table, and ``SSL_get_peer_certificate`` is no longer
+an exported symbol of OpenSSL 3 (civetweb/civetweb#1334). It calls that
+null pointer after every TLS handshake: SIGSEGV in a ``civetweb-worker``
+thread, whatever ``SslCertificate`` (key + certificate PEM, either order),
+``SslMinimumProtocolVersion``, ``SslCiphersAccepted``, ``HttpThreadsCount`` or
+``KeepAlive`` say. The tests put a TLS endpoint of their own in front of the
+HTTP port instead.
 """
 
 from __future__ import annotations
@@ -119,6 +131,11 @@ class LocalOrthanc:
         return f"{self.rest_url}/dicom-web"
 
     @property
+    def pid(self) -> int | None:
+        """The Orthanc process's id while it runs (the benchmark reads its CPU time)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -205,6 +222,7 @@ class LocalOrthanc:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.workdir,
+            env={**os.environ, "TCP_NODELAY": "1"},
         )
         try:
             self._wait_ready()

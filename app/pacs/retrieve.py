@@ -119,11 +119,18 @@ def ct_studies(studies: list[StudyRecord]) -> list[StudyRecord]:
     return sorted(keep, key=lambda s: s.sort_key, reverse=True)
 
 
-def find_priors(backend: PacsBackend, current: StudyRecord) -> list[StudyRecord]:
-    """The same patient's CT studies on the server older than ``current``, newest first."""
+def find_priors(
+    backend: PacsBackend, current: StudyRecord, studies: list[StudyRecord] | None = None
+) -> list[StudyRecord]:
+    """The same patient's CT studies on the server older than ``current``, newest first.
+
+    ``studies`` is the answer of a search by the patient's ID already made;
+    without it the server is asked.
+    """
     if not current.patient_id:
         return []
-    studies = backend.find_studies(StudyQuery(patient_id=current.patient_id))
+    if studies is None:
+        studies = backend.find_studies(StudyQuery(patient_id=current.patient_id))
     older = [
         s
         for s in studies
@@ -167,8 +174,8 @@ def fetch_patient(
     """
     cancel = cancel or threading.Event()
     progress = progress or _no_progress
-    studies = ct_studies(backend.find_studies(StudyQuery(patient_id=patient_id)))
-    studies = [s for s in studies if s.patient_id == patient_id]
+    answer = backend.find_studies(StudyQuery(patient_id=patient_id))
+    studies = [s for s in ct_studies(answer) if s.patient_id == patient_id]
     if current_uid:
         studies = [s for s in studies if s.study_uid == current_uid] + [
             s for s in studies if s.study_uid != current_uid
@@ -176,7 +183,8 @@ def fetch_patient(
     if not studies:
         raise StudyNotFound(f"{backend.server.name}: no CT study of that patient on the server")
     current = studies[0]
-    priors = find_priors(backend, current)[: max(0, n_priors)]
+    # The same search answers who the priors are: no second round trip.
+    priors = find_priors(backend, current, answer)[: max(0, n_priors)]
     chosen = [current, *priors]
     out = PatientFetch(current=current, priors=priors)
     for i, study in enumerate(chosen):

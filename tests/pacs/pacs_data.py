@@ -189,9 +189,11 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 class TlsFront:
     """HTTPS on a free loopback port, relaying to a plain HTTP port (Orthanc's).
 
-    Debian's Orthanc 1.10.1 crashes on HTTPS requests (see app/pacs/local_orthanc.py),
-    so this real TLS endpoint (Python's ssl module) stands in front of it, as
-    a hospital's reverse proxy would.
+    Debian 12's Orthanc 1.10.1 crashes on every HTTPS connection (its civetweb
+    calls OpenSSL 1.1's ``SSL_get_peer_certificate``, which OpenSSL 3 does not
+    export; test_local_orthanc.py checks it still does), so this real TLS
+    endpoint (Python's ssl module) stands in front of it, as a hospital's
+    reverse proxy would.
     """
 
     def __init__(self, key: Path, cert: Path, target_port: int) -> None:

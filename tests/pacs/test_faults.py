@@ -280,3 +280,16 @@ def test_search_against_a_server_that_went_away(private_orthanc) -> None:
         server.stop()
         with pytest.raises(ServerUnreachable):
             backend.find_studies(StudyQuery(patient_id=PATIENT_ID))
+
+
+def test_a_server_that_caps_its_c_find_answers(private_orthanc) -> None:
+    # Orthanc's LimitFindResults ends a C-FIND with "cancelled" after the cap: a
+    # partial list must not pass as the whole answer. (Over QIDO-RS the same
+    # Orthanc truncates without any sign, no Warning header, and an offset does
+    # not page past the cap, so a DICOMweb client cannot tell: see the README.)
+    server = private_orthanc(extra={"LimitFindResults": 2})
+    with open_backend(config_for("dimse-get", server)) as backend:
+        with pytest.raises(ServerRefused) as info:
+            backend.find_studies(StudyQuery(patient_name="Zebedee*"))  # four studies
+        assert "narrow the search" in one_line(info.value)
+        assert len(backend.find_studies(StudyQuery(accession="ACC-25"))) == 1  # under the cap

@@ -89,3 +89,36 @@ def test_demo_pacs_serves_the_demo_patient_from_a_local_orthanc(x_display, tmp_p
     assert "3 CT studies (2 priors" in output
     layout = json.loads(shot.with_suffix(".layout.json").read_text())
     assert len(layout["viewports"]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.xvfb
+def test_demo_pacs_hangs_the_priors_synced_by_anatomy(x_display, tmp_path) -> None:
+    # The "done when": the demo patient pushed to a real Orthanc, opened from it,
+    # and the priors following the current study by anatomy in the real app.
+    from app.pacs.local_orthanc import find_orthanc
+
+    if find_orthanc() is None:
+        pytest.skip("Orthanc is not installed (scripts/system-deps.sh --tests installs it)")
+    env = dict(os.environ)  # the session's cache: the demo patient is built once per run
+    env.update(
+        DISPLAY=x_display,
+        QT_QPA_PLATFORM="xcb",
+        PRIORSYNC_CONFIG_DIR=str(tmp_path / "config"),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
+    driver = Path(__file__).with_name("drive_pacs_demo.py")
+    proc = subprocess.run(
+        [sys.executable, str(driver)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=560,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "3 CT studies (2 priors" in output
+    assert "PACS-SYNC-FAILED" not in output, output[-3000:]
+    assert "PACS-SYNC-OK viewports=3" in output, output[-3000:]
