@@ -37,7 +37,7 @@ __all__ = ["DEMO_VERSION", "DEMO_PATIENT_NAME", "DEMO_PATIENT_ID", "build_demo_p
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = "v1"
+DEMO_VERSION = "v2"
 DEMO_PATIENT_NAME = "DEMO^PRIORSYNC"
 DEMO_PATIENT_ID = "DEMO0001"
 _MARKER = "complete.json"
@@ -81,6 +81,7 @@ _CURRENT = SimParams(
     lesion_probability=1.0,
     lesion_radius_mm=(11.0, 11.0),
     lesion_hu=(55.0, 55.0),
+    sample_at_source_resolution=True,
 )
 
 
@@ -214,6 +215,10 @@ def _build(folder: Path, progress: Progress, source: Volume | None, matrix: int)
                     lesion_center=lesion_center if study.lesion_radius_mm > 0 else None,
                     lesion_radius_mm=(study.lesion_radius_mm, study.lesion_radius_mm),
                     lesion_hu=_CURRENT.lesion_hu,
+                    # Where the demo's pixels (0.7 mm) are finer than the source's
+                    # (chest-angio: 1.5 mm), the anatomy is sampled at the source's
+                    # resolution: 3x less CPU for the same detail.
+                    sample_at_source_resolution=True,
                 )
             overrides: dict[str, Any] = {
                 "patient_name": DEMO_PATIENT_NAME,
