@@ -97,3 +97,14 @@ def test_the_background_build_is_the_loaders_build(tmp_path, small_source):
         root, source=small_source, matrix=64
     )  # reused, not rebuilt
     assert all(len(list(f.iterdir())) > 0 for f in folders)
+
+
+def test_the_studies_made_side_by_side_are_the_same_every_time(tmp_path, small_source):
+    """Each study has its own generator: thread timing never changes the demo."""
+    first = build_demo_patient(tmp_path / "a" / "v2", source=small_source, matrix=64)
+    second = build_demo_patient(tmp_path / "b" / "v2", source=small_source, matrix=64)
+    for a, b in zip(first, second, strict=True):
+        va, vb = load_volume(a), load_volume(b)
+        np.testing.assert_array_equal(va.voxels, vb.voxels)
+        assert va.info.series_uid == vb.info.series_uid
+        np.testing.assert_allclose(va.slice_z, vb.slice_z)
