@@ -19,7 +19,9 @@ cd "$(dirname "$0")/.."
 VENV=${PRIORSYNC_BUILD_VENV:-.venv}
 PY=${PYTHON:-python3}
 DIST=dist
-WORK=build/pyinstaller
+# PyInstaller's work folder (its analysis, reused when the code and the venv are
+# unchanged); CI may point PRIORSYNC_BUNDLE_WORK at a folder it keeps between runs.
+WORK=${PRIORSYNC_BUNDLE_WORK:-build/pyinstaller}
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
