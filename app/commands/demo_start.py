@@ -47,9 +47,11 @@ class DemoBuild:
         self._progress: tuple[int, int] = (0, 0)
         self._result: list[Path] | None = None
         self._error: BaseException | None = None
-        # Not a daemon: the interpreter must not finalise under running numpy/ITK
-        # code; stop() ends the build at its next step instead.
-        self._thread = threading.Thread(target=self._run, name="demo-build")
+        # stop() ends the build at its next step, so the interpreter does not finalise
+        # under running numpy/ITK code. A daemon all the same: a window closed while
+        # the source CT is downloaded (a pip subprocess, minutes) must not keep the
+        # process alive after stop() has waited its time.
+        self._thread = threading.Thread(target=self._run, name="demo-build", daemon=True)
 
     def start(self) -> DemoBuild:
         """Start building; returns ``self``."""
@@ -95,7 +97,7 @@ class DemoBuild:
             progress(total, total)
         return list(self._result)
 
-    def stop(self, timeout_s: float = 60.0) -> None:
+    def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the build at its next step (if still running) and wait for its thread."""
         self._stop.set()
         if self._thread.is_alive():
