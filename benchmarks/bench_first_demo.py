@@ -16,6 +16,11 @@ Measured in the same run:
   as on a new user's machine;
 * **baseline: warm run**, the same command again on the cache the first run
   left (what every later start costs). The first run is given as a ratio to it.
+Beside the wall-clock seconds, each run's CPU seconds (user + system, of the
+child and its threads) are given: on a machine shared with other work the wall
+clock mostly measures the others' load (the load average is printed), the CPU
+seconds what this checkout itself costs.
+
 * with ``--baseline-checkout DIR`` (another checkout of PriorSync, e.g. the
   commit before a speed-up, unpacked with ``git archive``), also that
   checkout's first run, alternating with this one's, and this one's as a ratio to it.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,6 +68,12 @@ STAGES = (
 class Run:
     synced_s: float
     stages: dict[str, float] = field(default_factory=dict)
+    cpu_s: float = float("nan")  # user + system seconds of the child
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def start_xvfb() -> tuple[subprocess.Popen, str]:
@@ -100,6 +112,7 @@ def run_demo(
     if shared is not None:
         env["PRIORSYNC_SHARED_DATA"] = str(shared)
     log = work / "child.log"
+    cpu0 = _children_cpu_s()
     t0 = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -117,12 +130,13 @@ def run_demo(
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+    cpu = _children_cpu_s() - cpu0
     if synced is None and shot.exists():
         synced = time.perf_counter() - t0
     text = log.read_text(errors="replace")
     if synced is None or proc.returncode != 0:
         sys.exit(f"bench_first_demo: the demo failed ({proc.returncode}):\n{text[-3000:]}")
-    return Run(synced, parse_stages(text))
+    return Run(synced, parse_stages(text), cpu)
 
 
 def parse_stages(text: str) -> dict[str, float]:
@@ -185,6 +199,7 @@ def main() -> int:
     if other is not None and not (other / "app" / "cli.py").is_file():
         sys.exit(f"bench_first_demo: {other} is not a PriorSync checkout")
     work = Path(tempfile.mkdtemp(prefix="bench-first-demo-"))
+    load_before = os.getloadavg()[0]
     xvfb, display = start_xvfb()
     firsts: list[Run] = []
     warms: list[Run] = []
@@ -202,24 +217,34 @@ def main() -> int:
             firsts.append(run_demo(cache, display, shared, work))
             warms.append(run_demo(cache, display, shared, work))
             print(
-                f"run {i + 1}: first {firsts[-1].synced_s:.1f} s, warm {warms[-1].synced_s:.1f} s",
+                f"run {i + 1}: first {firsts[-1].synced_s:.1f} s ({firsts[-1].cpu_s:.1f} s CPU), "
+                f"warm {warms[-1].synced_s:.1f} s ({warms[-1].cpu_s:.1f} s CPU)",
                 flush=True,
             )
     finally:
         xvfb.terminate()
         xvfb.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()[0]
     first = statistics.median(r.synced_s for r in firsts)
     warm = statistics.median(r.synced_s for r in warms)
+    first_cpu = statistics.median(r.cpu_s for r in firsts)
+    warm_cpu = statistics.median(r.cpu_s for r in warms)
     what = "downloads the source CT" if args.download else "source CT already local"
-    print(f"\nfirst `priorsync demo`, clean cache ({what}), {os.cpu_count()} CPUs:")
-    print(f"  dates synced after      {first:6.1f} s   (median of {len(firsts)})")
-    print(f"  baseline: warm start    {warm:6.1f} s")
-    print(f"  first / warm            {first / warm:6.2f} x")
+    print(f"\nfirst `priorsync demo`, clean cache ({what}), {os.cpu_count()} CPUs,")
+    print(f"load average {load_before:.1f} before and {load_after:.1f} after the runs:")
+    print(
+        f"  dates synced after      {first:6.1f} s   (median of {len(firsts)}; CPU {first_cpu:.1f} s)"
+    )
+    print(f"  baseline: warm start    {warm:6.1f} s   (CPU {warm_cpu:.1f} s)")
+    print(f"  first / warm            {first / warm:6.2f} x   (CPU {first_cpu / warm_cpu:.2f} x)")
     if others:
         base = statistics.median(r.synced_s for r in others)
-        print(f"  baseline checkout first {base:6.1f} s   ({other})")
-        print(f"  first / baseline first  {first / base:6.2f} x")
+        base_cpu = statistics.median(r.cpu_s for r in others)
+        print(f"  baseline checkout first {base:6.1f} s   (CPU {base_cpu:.1f} s; {other})")
+        print(
+            f"  first / baseline first  {first / base:6.2f} x   (CPU {first_cpu / base_cpu:.2f} x)"
+        )
     for label, runs in (("this checkout", firsts), ("baseline checkout", others)):
         if not runs:
             continue

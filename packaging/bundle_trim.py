@@ -1,10 +1,17 @@
 """What the standalone app leaves out because PriorSync never loads it, rule by rule.
 
 packaging/priorsync.spec applies :data:`RULES` (module exclusions and dropped
-files). Run on a bundle built *without* them, this file reports what each rule
-saves there, which is how the savings are measured::
+files) of the flavour it builds (:func:`flavour`: ``cpu`` by default, ``gpu``
+with ``PRIORSYNC_BUNDLE_FLAVOUR=gpu``; CI builds ``cpu``). Run on a bundle built
+*without* them, this file reports what each rule saves there, which is how the
+savings are measured::
 
     python packaging/bundle_trim.py dist/priorsync
+
+After the build, ``python packaging/bundle_trim.py --strip-debug dist/priorsync``
+(packaging/build.sh runs it) removes the debugging sections that some libraries
+carry (the build machine's libpython, hnswlib, the JPEG codecs) and prints what
+that saved. Only DWARF debug data goes: no code, no symbol a loader needs.
 
 The bundle's tests (tests/packaging/test_frozen.py: every kept library resolves,
 match on compressed DICOM and volume files, export, doctor, viewer and demo on a
@@ -14,13 +21,17 @@ real X server) are what shows that nothing needed was cut.
 from __future__ import annotations
 
 import fnmatch
+import os
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RULES", "Rule", "dropped", "excluded_modules"]
+__all__ = ["FLAVOURS", "RULES", "Rule", "dropped", "excluded_modules", "flavour", "strip_debug"]
 
 _QT = "PySide6/Qt"
+FLAVOURS = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -37,15 +48,29 @@ class Rule:
         Python packages left out of the analysis (PyInstaller ``excludes``).
     files
         Glob patterns of bundle paths (relative to ``_internal``) that are dropped.
+    flavours
+        The bundle flavours (:data:`FLAVOURS`) that apply the rule.
     """
 
     name: str
     why: str
     modules: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    flavours: tuple[str, ...] = FLAVOURS
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(
+        "CUDA and TensorRT providers",
+        "the CPU bundle runs the model on onnxruntime's CPU provider; without these two "
+        "libraries onnxruntime cannot open a CUDA session and the app uses the CPU, as on a "
+        "machine without a GPU (app.ml.runtime.model.available_providers no longer lists them)",
+        files=(
+            "onnxruntime/capi/libonnxruntime_providers_cuda.so",
+            "onnxruntime/capi/libonnxruntime_providers_tensorrt.so",
+        ),
+        flavours=("cpu",),
+    ),
     # requests, urllib3, certifi and cryptography stay: the PACS client (DICOMweb over
     # requests, TLS with a CA file, keyring back-ends) needs them.
     Rule(
@@ -88,18 +113,74 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def excluded_modules() -> list[str]:
-    """Every rule's Python packages, for the spec's ``excludes``."""
-    return [m for rule in RULES for m in rule.modules]
+def flavour() -> str:
+    """The flavour to build: ``$PRIORSYNC_BUNDLE_FLAVOUR`` (default ``cpu``).
+
+    Raises
+    ------
+    ValueError
+        For a name not in :data:`FLAVOURS`.
+    """
+    name = os.environ.get("PRIORSYNC_BUNDLE_FLAVOUR", "cpu").strip().lower() or "cpu"
+    if name not in FLAVOURS:
+        raise ValueError(f"PRIORSYNC_BUNDLE_FLAVOUR={name!r}: use one of {', '.join(FLAVOURS)}")
+    return name
 
 
-def dropped(dest: str) -> Rule | None:
-    """The rule that drops the bundle file ``dest`` (relative to ``_internal``), if any."""
+def _rules(which: str | None) -> list[Rule]:
+    which = flavour() if which is None else which
+    return [rule for rule in RULES if which in rule.flavours]
+
+
+def excluded_modules(which: str | None = None) -> list[str]:
+    """Every rule's Python packages, for the spec's ``excludes`` (default: :func:`flavour`)."""
+    return [m for rule in _rules(which) for m in rule.modules]
+
+
+def dropped(dest: str, which: str | None = None) -> Rule | None:
+    """The rule that drops the bundle file ``dest`` (relative to ``_internal``), if any.
+
+    ``which`` is the flavour (default: :func:`flavour`).
+    """
     dest = dest.replace("\\", "/")
-    for rule in RULES:
+    for rule in _rules(which):
         if any(fnmatch.fnmatch(dest, pattern) for pattern in rule.files):
             return rule
     return None
+
+
+def _has_debug_sections(path: Path, readelf: str) -> bool:
+    proc = subprocess.run(
+        [readelf, "-S", "-W", str(path)], capture_output=True, text=True, check=False
+    )
+    return proc.returncode == 0 and ".debug_info" in proc.stdout
+
+
+def strip_debug(bundle: Path) -> tuple[int, int]:
+    """Remove the DWARF sections of the bundle's libraries; returns (files, bytes saved).
+
+    Libraries that auditwheel renamed and patched (the ``*.libs`` folders of
+    wheels) are left alone: rewriting a patched file is where ``strip`` has
+    broken libraries before. Needs binutils (``strip``, ``readelf``); without
+    them nothing is changed.
+    """
+    strip, readelf = shutil.which("strip"), shutil.which("readelf")
+    if strip is None or readelf is None:
+        print("bundle_trim: no strip/readelf (binutils): debug sections kept", file=sys.stderr)
+        return 0, 0
+    files = saved = 0
+    internal = bundle / "_internal"
+    for path in sorted(internal.rglob("*.so*")):
+        rel = path.relative_to(internal).as_posix()
+        if path.is_symlink() or not path.is_file() or ".libs/" in rel:
+            continue
+        if not _has_debug_sections(path, readelf):
+            continue
+        before = path.stat().st_size
+        subprocess.run([strip, "--strip-debug", str(path)], check=True)
+        files += 1
+        saved += before - path.stat().st_size
+    return files, saved
 
 
 def _report(bundle: Path) -> int:
@@ -107,6 +188,7 @@ def _report(bundle: Path) -> int:
     if not internal.is_dir():
         print(f"bundle_trim: {bundle} holds no _internal folder", file=sys.stderr)
         return 2
+    which = flavour()
     saved = {rule.name: 0 for rule in RULES}
     total = 0
     for path in internal.rglob("*"):
@@ -114,7 +196,11 @@ def _report(bundle: Path) -> int:
             continue
         size = path.stat().st_size
         total += size
-        rule = dropped(path.relative_to(internal).as_posix())
+        # Every rule, whichever flavour: what each would save on this bundle.
+        rule = next(
+            (r for f in FLAVOURS if (r := dropped(path.relative_to(internal).as_posix(), f))),
+            None,
+        )
         if rule is not None:
             saved[rule.name] += size
     exe = bundle / "priorsync"
@@ -122,7 +208,8 @@ def _report(bundle: Path) -> int:
     mb = 1024 * 1024
     print(f"{bundle}: {total / mb:.1f} MB")
     for rule in RULES:
-        print(f"  {rule.name:<34} {saved[rule.name] / mb:6.1f} MB in files")
+        applied = "" if which in rule.flavours else f"  (not in the {which} flavour)"
+        print(f"  {rule.name:<34} {saved[rule.name] / mb:6.1f} MB in files{applied}")
     print(
         "  (rules that exclude Python packages also shrink the archive inside the priorsync "
         "executable; compare its size between builds)"
@@ -130,8 +217,22 @@ def _report(bundle: Path) -> int:
     return 0
 
 
+def _strip_main(bundle: Path) -> int:
+    if not (bundle / "_internal").is_dir():
+        print(f"bundle_trim: {bundle} holds no _internal folder", file=sys.stderr)
+        return 2
+    files, saved = strip_debug(bundle)
+    print(f"debug sections stripped from {files} libraries: {saved / (1024 * 1024):.1f} MB saved")
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python packaging/bundle_trim.py BUNDLE_FOLDER", file=sys.stderr)
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--strip-debug":
+        sys.exit(_strip_main(Path(args[1])))
+    if len(args) != 1:
+        print(
+            "usage: python packaging/bundle_trim.py [--strip-debug] BUNDLE_FOLDER", file=sys.stderr
+        )
         sys.exit(2)
-    sys.exit(_report(Path(sys.argv[1])))
+    sys.exit(_report(Path(args[0])))

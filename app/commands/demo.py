@@ -29,6 +29,20 @@ def run(args: argparse.Namespace) -> int:
         from app.commands.pacs_demo import run_pacs_demo
 
         return run_pacs_demo(args)
-    from app.ui.shell.application import run_viewer
+    from dataclasses import replace
 
-    return run_viewer(demo=True, screenshot=args.screenshot, quit_after_s=args.quit_after)
+    from app.commands.demo_start import DemoBuild
+
+    # The build starts before Qt is even imported and runs beside the window's
+    # start; the window's loader waits for it instead of building.
+    build = DemoBuild().start()
+    try:
+        from app.ui.loading.loader import Loader, default_backend
+        from app.ui.shell.application import run_viewer
+
+        loader = Loader(replace(default_backend(), build_demo=build.wait))
+        return run_viewer(
+            demo=True, screenshot=args.screenshot, quit_after_s=args.quit_after, loader=loader
+        )
+    finally:
+        build.stop()

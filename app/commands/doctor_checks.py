@@ -360,10 +360,12 @@ def _gpus_seen() -> list[str]:
 def onnxruntime_findings() -> list[Finding]:
     """onnxruntime's execution providers and whether a GPU is there to use."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401 - only whether it imports at all
     except Exception as exc:  # reported, with the fix, by package_findings too
         return [Finding("onnxruntime", f"cannot import ({exc})", ok=False, fix=_pip("onnxruntime"))]
-    providers = list(ort.get_available_providers())
+    from app.ml.runtime.model import available_providers
+
+    providers = available_providers()
     gpus = _gpus_seen()
     has_cuda = "CUDAExecutionProvider" in providers
     findings = [
@@ -381,8 +383,14 @@ def onnxruntime_findings() -> list[Finding]:
                 f"{', '.join(gpus)} seen, but this onnxruntime has no CUDA provider (runs on CPU)",
                 ok=False,
                 needed=False,
-                fix=f"{sys.executable} -m pip uninstall -y onnxruntime && "
-                f"{sys.executable} -m pip install onnxruntime-gpu",
+                fix=(
+                    # The standalone app's CPU flavour leaves the CUDA provider out.
+                    "build the standalone app's GPU flavour: "
+                    "PRIORSYNC_BUNDLE_FLAVOUR=gpu bash packaging/build.sh"
+                    if getattr(sys, "frozen", False)
+                    else f"{sys.executable} -m pip uninstall -y onnxruntime && "
+                    f"{sys.executable} -m pip install onnxruntime-gpu"
+                ),
             )
         )
     elif gpus:

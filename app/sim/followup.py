@@ -121,6 +121,16 @@ class SimParams:
         position (source LPS mm) so several scans can show one lesion growing.
     table_offset_mm
         Largest absolute LPS offset of the new frame of reference along SI.
+    sample_at_source_resolution
+        Resample the anatomy on an in-plane grid no finer than the source's
+        pixels, then interpolate it linearly to the output matrix (noise and the
+        kernel are applied at the output matrix). Where the output pixels are
+        finer than the source's (the demo: 0.7 mm from a 1.5 mm source), the
+        costly resampling then samples the square of that ratio fewer points
+        (3x less CPU on the demo's priors). Edges come out slightly softer, as
+        from a softer kernel (on a demo prior without noise: 8 HU mean absolute
+        difference inside the body, slice levels within 0.02 mm). Off by
+        default (training and evaluation data).
     """
 
     rotation_deg: tuple[float, float, float] = (3.0, 3.0, 3.0)
@@ -144,6 +154,7 @@ class SimParams:
     lesion_hu: Range = (30.0, 60.0)
     lesion_center: tuple[float, float, float] | None = None
     table_offset_mm: float = 800.0
+    sample_at_source_resolution: bool = False
 
 
 SIM_PRESETS: dict[str, SimParams] = {
@@ -438,6 +449,14 @@ def _blur_slices(vol: np.ndarray, sigma_px: float) -> np.ndarray:
     return vol
 
 
+def _upsample_slices(vol: np.ndarray, matrix: int) -> np.ndarray:
+    """Each slice linearly interpolated to ``matrix`` x ``matrix`` (pixel centres aligned)."""
+    out = np.empty((len(vol), matrix, matrix), dtype=np.float32)
+    for k in range(len(vol)):
+        out[k] = cv2.resize(vol[k], (matrix, matrix), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
 def _bilinear_weights(coord: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     c = np.clip(coord, 0.0, n - 1.0)
     i0 = np.minimum(np.floor(c).astype(np.int64), max(n - 2, 0))
@@ -585,15 +604,24 @@ def simulate_followup(
         field_img.SetSpacing((node_step, node_step, spacing if n_out > 1 else 1.0))
         field_img.SetOrigin(tuple(float(v) for v in grid_origin))
         transform = sitk.DisplacementFieldTransform(field_img)
+    sampled = matrix
+    if params.sample_at_source_resolution:
+        sampled = min(matrix, int(math.ceil(matrix * pixel / min(sx, sy))))
+    # The sampled grid spans the same field; its pixel centres sit where
+    # cv2.resize expects them (both grids' outer pixel edges coincide).
+    sampled_pixel = matrix * pixel / sampled
+    sampled_origin = grid_origin + np.array([(sampled_pixel - pixel) / 2] * 2 + [0.0])
     resampler = sitk.ResampleImageFilter()
-    resampler.SetSize((matrix, matrix, n_out))
-    resampler.SetOutputSpacing((pixel, pixel, spacing))
-    resampler.SetOutputOrigin(tuple(float(v) for v in grid_origin))
+    resampler.SetSize((sampled, sampled, n_out))
+    resampler.SetOutputSpacing((sampled_pixel, sampled_pixel, spacing))
+    resampler.SetOutputOrigin(tuple(float(v) for v in sampled_origin))
     resampler.SetTransform(transform)
     resampler.SetInterpolator(sitk.sitkLinear)
     resampler.SetDefaultPixelValue(_AIR)
     resampler.SetOutputPixelType(sitk.sitkFloat32)
     out = sitk.GetArrayFromImage(resampler.Execute(src_img))
+    if sampled < matrix:
+        out = _upsample_slices(out, matrix)
 
     # -- truth: median level of the body pixels of each output slice -------------
     source_z = _levels(out, disp, q, nodes, node_step, pixel, zg, src_z, sz)
@@ -608,12 +636,14 @@ def simulate_followup(
         n = rng.standard_normal(out.shape, dtype=np.float32)
         _blur_slices(n, 0.6)
         # A 0.6 px Gaussian keeps ~0.47 of white noise's std; restore the target.
-        out += np.float32(noise / 0.47) * n
+        n *= np.float32(noise / 0.47)
+        out += n
+        del n
     yy, xx = np.mgrid[0:matrix, 0:matrix]
     outside = (xx - (matrix - 1) / 2) ** 2 + (yy - (matrix - 1) / 2) ** 2 > (matrix / 2) ** 2
     np.clip(out, _AIR, _HU_MAX, out=out)
     out[:, outside] = pad_value
-    voxels = np.rint(out).astype(np.int16)
+    voxels = np.rint(out, out=out).astype(np.int16)
 
     # -- the new frame of reference ---------------------------------------------
     origin = np.array(

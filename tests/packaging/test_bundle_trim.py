@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from app.core.volume import Geometry, SeriesInfo, Volume
 from app.io.dicom_write import write_dicom_series
@@ -53,6 +55,61 @@ def test_rules_keep_what_the_viewer_needs() -> None:
     # The PACS client (DICOMweb over requests, TLS) needs these: never trimmed.
     assert trim.dropped("cryptography/hazmat/bindings/_rust.abi3.so") is None
     assert not {"requests", "urllib3", "certifi"} & set(trim.excluded_modules())
+
+
+def test_the_cpu_flavour_leaves_out_the_gpu_providers_and_the_gpu_flavour_keeps_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trim = load_trim()
+    cuda = "onnxruntime/capi/libonnxruntime_providers_cuda.so"
+    tensorrt = "onnxruntime/capi/libonnxruntime_providers_tensorrt.so"
+    assert trim.dropped(cuda, "cpu").name == "CUDA and TensorRT providers"
+    assert trim.dropped(tensorrt, "cpu") is not None
+    assert trim.dropped(cuda, "gpu") is None and trim.dropped(tensorrt, "gpu") is None
+    # The CPU provider itself (in the pybind module) and the shared bridge stay in both.
+    for which in trim.FLAVOURS:
+        assert trim.dropped("onnxruntime/capi/libonnxruntime_providers_shared.so", which) is None
+        assert trim.dropped("PySide6/Qt/translations/qtbase_de.qm", which) is not None
+    monkeypatch.delenv("PRIORSYNC_BUNDLE_FLAVOUR", raising=False)
+    assert trim.flavour() == "cpu"  # what CI builds
+    monkeypatch.setenv("PRIORSYNC_BUNDLE_FLAVOUR", "GPU")
+    assert trim.flavour() == "gpu" and trim.dropped(cuda) is None
+    monkeypatch.setenv("PRIORSYNC_BUNDLE_FLAVOUR", "cuda")
+    with pytest.raises(ValueError, match="cpu, gpu"):
+        trim.flavour()
+
+
+def test_strip_debug_keeps_a_library_loadable(tmp_path: Path) -> None:
+    """Debug sections go, the extension module still imports and works."""
+    if shutil.which("strip") is None or shutil.which("readelf") is None:
+        pytest.skip("needs binutils (strip, readelf)")
+    import hnswlib
+
+    original = Path(hnswlib.__file__)
+    internal = tmp_path / "bundle" / "_internal"
+    internal.mkdir(parents=True)
+    copy = internal / original.name
+    shutil.copy2(original, copy)
+    trim = load_trim()
+    had_debug = trim._has_debug_sections(copy, shutil.which("readelf"))
+    files, saved = trim.strip_debug(tmp_path / "bundle")
+    assert (files, saved > 0) == ((1, True) if had_debug else (0, False))
+    assert copy.stat().st_size == original.stat().st_size - saved
+    assert not trim._has_debug_sections(copy, shutil.which("readelf"))
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('hnswlib', {str(copy)!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "i = m.Index(space='ip', dim=4); i.init_index(max_elements=2)\n"
+        "i.add_items([[1, 0, 0, 0], [0, 1, 0, 0]], [0, 1])\n"
+        "print(i.knn_query([[0, 1, 0, 0]], k=1)[0][0][0], m.__file__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    label, loaded = proc.stdout.split()
+    assert label == "1" and loaded == str(copy)
 
 
 def _series(folder: Path, first: int, seed: int, date: str) -> Path:

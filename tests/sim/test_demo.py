@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from app.commands.demo_start import DemoBuild
 from app.io.load import load_volume
 from app.sim.demo import DEMO_PATIENT_ID, DEMO_PATIENT_NAME, build_demo_patient
 
@@ -82,3 +83,28 @@ def test_demo_shows_one_lesion_growing(demo):
     assert before is None
     assert now["radius_mm"] > last_year["radius_mm"] > 0
     np.testing.assert_allclose(now["center_lps"], last_year["center_lps"])
+
+
+def test_the_background_build_is_the_loaders_build(tmp_path, small_source):
+    """The started build gives exactly the folders and files the loader's own call gives."""
+    root = tmp_path / "v2"
+    build = DemoBuild(
+        lambda progress: build_demo_patient(root, progress, source=small_source, matrix=64)
+    )
+    folders = build.start().wait()
+    build.stop()
+    assert folders == build_demo_patient(
+        root, source=small_source, matrix=64
+    )  # reused, not rebuilt
+    assert all(len(list(f.iterdir())) > 0 for f in folders)
+
+
+def test_the_studies_made_side_by_side_are_the_same_every_time(tmp_path, small_source):
+    """Each study has its own generator: thread timing never changes the demo."""
+    first = build_demo_patient(tmp_path / "a" / "v2", source=small_source, matrix=64)
+    second = build_demo_patient(tmp_path / "b" / "v2", source=small_source, matrix=64)
+    for a, b in zip(first, second, strict=True):
+        va, vb = load_volume(a), load_volume(b)
+        np.testing.assert_array_equal(va.voxels, vb.voxels)
+        assert va.info.series_uid == vb.info.series_uid
+        np.testing.assert_allclose(va.slice_z, vb.slice_z)

@@ -30,6 +30,7 @@ __all__ = [
     "EmbeddingModel",
     "ModelError",
     "OpenedModel",
+    "available_providers",
     "choose_providers",
     "default_model_path",
     "embed_in_batches",
@@ -42,6 +43,12 @@ DEFAULT_MODEL_NAME = "priorsync-embed.onnx"
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 _INPUT = "slices"
+# Provider libraries onnxruntime opens on demand. A build still names a provider
+# whose library was left out (the standalone app's CPU flavour drops these two).
+_PROVIDER_LIBRARIES = {
+    _CUDA: "onnxruntime_providers_cuda",
+    "TensorrtExecutionProvider": "onnxruntime_providers_tensorrt",
+}
 _OUTPUTS = ("embedding", "features")
 
 
@@ -55,13 +62,30 @@ def default_model_path() -> Path:
     return Path(env) if env else models_dir() / DEFAULT_MODEL_NAME
 
 
+def available_providers() -> list[str]:
+    """onnxruntime's execution providers whose libraries are installed.
+
+    ``onnxruntime.get_available_providers()`` names what the build was compiled
+    with, also when a provider's library is missing beside it.
+    """
+    import onnxruntime as ort
+
+    capi = Path(ort.__file__).parent / "capi"
+
+    def installed(provider: str) -> bool:
+        library = _PROVIDER_LIBRARIES.get(provider)
+        return library is None or any(capi.glob(f"*{library}.*"))
+
+    return [p for p in ort.get_available_providers() if installed(p)]
+
+
 def choose_providers(available: Sequence[str], device: str = "auto") -> list[str]:
     """Execution providers to request, best first.
 
     Parameters
     ----------
     available
-        What this onnxruntime build offers (``onnxruntime.get_available_providers()``).
+        What this onnxruntime offers (:func:`available_providers`).
     device
         ``"auto"`` (CUDA when the build has it, else CPU), ``"cpu"`` or ``"cuda"``.
         ``PRIORSYNC_DEVICE`` sets it from the environment.
@@ -200,8 +224,6 @@ def open_model_file(
     ModelError
         Missing, unreadable, empty, not ONNX, or without the named inputs/outputs.
     """
-    import onnxruntime as ort
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path} ({missing_hint})")
@@ -213,7 +235,7 @@ def open_model_file(
         raise ModelError(f"the model file {path} is empty")
     sha = hashlib.sha256(data).hexdigest()
     providers = choose_providers(
-        ort.get_available_providers(), device or os.environ.get("PRIORSYNC_DEVICE", "auto")
+        available_providers(), device or os.environ.get("PRIORSYNC_DEVICE", "auto")
     )
     loaded = _open_session(data, providers, path)
     session = loaded.session
