@@ -7,6 +7,9 @@ then a body. Checkpoints, weight snapshots, the slice bank and metrics go to
 lowest nearest-neighbour error on validation pairs is exported (the shipped
 model is scored on the same pairs, for comparison, in ``validation.json``);
 ``--resume`` on a finished run only redoes the choice and the export.
+``--export-step N`` exports the snapshot of step ``N`` instead of choosing:
+it reproduces a model chosen on validation among the snapshots a run had
+kept when it was stopped early.
 """
 
 from __future__ import annotations
@@ -114,6 +117,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the weights every this many steps, for the choice on validation "
         f"(default {DEFAULT_SNAPSHOT_EVERY})",
     )
+    parser.add_argument(
+        "--export-step",
+        type=int,
+        default=None,
+        help="export the weight snapshot of this step instead of choosing one on validation "
+        "(a multiple of --snapshot-every, or --steps)",
+    )
 
 
 def positive(name: str, value: int, minimum: int = 1) -> str | None:
@@ -134,6 +144,19 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             print(f"priorsync train: {problem}", file=sys.stderr)
             return EXIT_INPUT
+    export_step = args.export_step
+    if export_step is not None and (
+        export_step < 1
+        or export_step > args.steps
+        or (export_step % args.snapshot_every and export_step != args.steps)
+    ):
+        print(
+            f"priorsync train: --export-step {export_step} is not a step whose weights the run "
+            f"keeps (multiples of --snapshot-every {args.snapshot_every} up to --steps "
+            f"{args.steps}, or --steps itself)",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     try:  # PyTorch comes with the train extra only
         from app.ml.train.anatomy.export import export_onnx
         from app.ml.train.anatomy.loop import TrainConfig, train
@@ -241,7 +264,10 @@ def run(args: argparse.Namespace) -> int:
     # Named validation bodies and a few OpenKBP ones: enough to rank snapshots.
     validation = [n for n in available if openkbp_number(n) is None]
     validation += [n for n in available if openkbp_number(n) is not None][:4]
-    if args.eval_pairs and validation:
+    if export_step is not None:
+        chosen_model = load_snapshot(snapshot_path(run_dir, export_step))
+        log.info("exporting the snapshot of step %d (--export-step)", export_step)
+    elif args.eval_pairs and validation:
         pairs = validation_pairs(validation, spec, pairs=1)
         shipped = default_model_path()
         choice = choose_snapshot(
@@ -265,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
         "model": str(out_path),
         "model_bytes": out_path.stat().st_size,
         "validation_choice": choice.to_dict() if choice else None,
+        "export_step": export_step,
     }
     if args.eval_pairs and validation:
         embedder = OnnxEmbedder(out_path, threads=args.threads)

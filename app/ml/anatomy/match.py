@@ -37,21 +37,25 @@ from app.ml.runtime.preprocess import MIN_PLANE_PIXELS
 
 __all__ = [
     "MIN_OVERLAP",
+    "MIN_SHORT_SIMILARITY",
     "MIN_SLICES",
+    "SHORT_SERIES_MM",
     "MatchError",
     "MatchResult",
     "Matcher",
     "SliceMatch",
     "check_matchable",
+    "series_extent_mm",
+    "short_series_doubt",
 ]
 
 log = logging.getLogger(__name__)
 
 MIN_SLICES = 2
 # Least head-foot extent (slice count x spacing) matched at all, so that two
-# slices of a head are not "matched" onto a chest. A 38 mm series of the wrong
-# region is already not reliably refused (see MIN_OVERLAP); 30 mm keeps
-# short but real series (a 30-slice 1.25 mm reconstruction) matchable.
+# slices of a head are not "matched" onto a chest; 30 mm keeps short but real
+# series (a 30-slice 1.25 mm reconstruction) matchable. Series under
+# SHORT_SERIES_MM get a further check (short_series_doubt).
 MIN_EXTENT_MM = 30.0
 # Least HU range (max - min) of a series taken for a CT image.
 _MIN_HU_RANGE = 300
@@ -68,6 +72,21 @@ _KNN_FULL = 512
 # head (0.48 in one role) and head-neck (0.46 and 0.61): too short for the
 # slope test, so a series that short is not reliably refused.
 MIN_OVERLAP = 0.4
+# A series shorter than this head to foot leaves the overlap score unverified:
+# its slope test needs covered slices 20 mm apart on a series of 40 mm or more,
+# and the rank vote of a few slices can beat chance by luck. Measured with the
+# shipped model on 25 and 36 mm slabs of validation and training bodies (never
+# test ones; chest-lung2, chest-4dlung, head, OpenKBP 7 and 47,
+# abdomen-pancreas), each against a simulated follow-up of its own body and
+# against the bodies of other regions, both ways: pairs of clearly different
+# anatomy scored overlaps up to 0.57 (a low head slab against a chest, a pelvis
+# slab against a neck), same-body pairs that truly overlap 0.47-0.64, so no
+# overlap threshold separates them. The mean cosine of the matched slices
+# does: at most 0.49 for the different-anatomy pairs (mostly under 0.35), at
+# least 0.64 for the overlapping same-body ones; the threshold lies between.
+# It is a property of the model's embedding: re-check it with a new model.
+SHORT_SERIES_MM = 40.0
+MIN_SHORT_SIMILARITY = 0.55
 
 
 class MatchError(Exception):
@@ -162,6 +181,41 @@ def check_matchable(volume: Volume, role: str) -> None:
             f"{role} does not look like a CT image in Hounsfield units (values {lo} .. {hi}); "
             "is it a segmentation mask or a label map?"
         )
+
+
+def series_extent_mm(slice_z: np.ndarray) -> float:
+    """Head-to-foot extent (mm) of a series: first to last slice plus one slice spacing."""
+    z = np.sort(np.asarray(slice_z, dtype=np.float64))
+    if len(z) < 2:
+        return 0.0
+    return float(z[-1] - z[0] + np.median(np.diff(z)))
+
+
+def short_series_doubt(alignment: Alignment) -> str | None:
+    """Why a pair with a series under :data:`SHORT_SERIES_MM` is taken not to overlap, or ``None``.
+
+    For such a pair the overlap score cannot be verified (see
+    :data:`SHORT_SERIES_MM`), so the matched slices must also look alike: the
+    mean similarity (cosine of the embeddings) of the covered current slices to
+    their prior slices must reach :data:`MIN_SHORT_SIMILARITY`. Pairs of two
+    longer series are left to the overlap score alone (``None``).
+    """
+    extents = {
+        "CURRENT": series_extent_mm(alignment.current_z),
+        "PRIOR": series_extent_mm(alignment.prior_z),
+    }
+    role, extent = min(extents.items(), key=lambda kv: kv[1])
+    if extent >= SHORT_SERIES_MM:
+        return None
+    covered = alignment.in_coverage
+    similarity = float(np.mean(alignment.score[covered])) if covered.any() else 0.0
+    if similarity >= MIN_SHORT_SIMILARITY:
+        return None
+    return (
+        f"the {role} series covers only {extent:.0f} mm head to foot, too short to check the "
+        f"anatomy by its course, and its slices do not resemble the other series' (similarity "
+        f"{similarity:.2f} of the matched slices, at least {MIN_SHORT_SIMILARITY:.2f} needed)"
+    )
 
 
 def _pos(p: np.ndarray) -> tuple[float, float, float]:
@@ -289,10 +343,14 @@ class Matcher:
         """How convincingly the prior shows the current's anatomy: 0 (chance) .. 1.
 
         See :attr:`Alignment.overlap_score`; pairs below :data:`MIN_OVERLAP`
-        are taken not to overlap. ``current`` is accepted for interface
-        stability (the alignment already holds what is needed).
+        are taken not to overlap. A pair with a series shorter than
+        :data:`SHORT_SERIES_MM` whose matched slices do not look alike
+        (:func:`short_series_doubt`) scores 0. ``current`` is accepted for
+        interface stability (the alignment already holds what is needed).
         """
         del current
+        if short_series_doubt(alignment) is not None:
+            return 0.0
         return alignment.overlap_score
 
     def match(
@@ -330,6 +388,12 @@ class Matcher:
         pri_index = self.index(prior, stage("prior"))
         alignment = self.align(cur_index, pri_index)
         overlap = self.overlap_score(cur_index, alignment)
+        doubt = short_series_doubt(alignment)
+        if doubt is not None:
+            raise MatchError(
+                f"the prior does not appear to show the current's anatomy: {doubt}; check that "
+                "both series are of the same patient and body region"
+            )
         if not alignment.in_coverage.any() or not overlap >= min_overlap:
             raise MatchError(
                 "the prior does not appear to show the current's anatomy (no overlapping "

@@ -264,6 +264,25 @@ def test_train_command_rejects_bad_numbers(flag: str, capsys) -> None:
     assert "must be at least" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--export-step=0"],
+        ["--steps=1000", "--export-step=1500"],
+        ["--steps=1000", "--snapshot-every=250", "--export-step=300"],
+    ],
+)
+def test_train_command_rejects_an_export_step_without_a_snapshot(flags, capsys) -> None:
+    import argparse
+
+    from app.commands import train as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args(flags)) == 2
+    assert "not a step whose weights the run keeps" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # three ONNX exports
 def test_checkpoint_is_chosen_on_validation_pairs(tmp_path) -> None:
     import json
