@@ -3,8 +3,9 @@
 Prints, per preset, the 3-D error of the point engine beside four baselines
 (same LPS coordinate, slice sync with the in-plane point unchanged, SimpleITK
 rigid and B-spline registration), the engine's per-point time and the goal
-checks. ``--role test`` (default) uses the held-out volumes; ``--role
-validation`` the training volumes, for choosing settings. ``--json FILE``
+checks, per preset and per body region. ``--role validation`` (default)
+uses the validation bodies of :mod:`app.sim.roles`, for choosing settings;
+``--role test`` the test bodies, to be run once for the reported figures. ``--json FILE``
 also writes every figure and per-pair result. See :mod:`app.ml.evaluation.points`.
 """
 
@@ -40,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--role",
         choices=("test", "validation"),
-        default="test",
-        help="test: held-out volumes (reported figures); validation: training volumes (tuning)",
+        default="validation",
+        help="validation: the validation bodies (tuning, default); test: the test bodies "
+        "(run once, for the reported figures)",
     )
     parser.add_argument(
         "--seeds", type=_seeds, default=[0, 1], help="comma-separated simulation seeds (0,1)"

@@ -25,10 +25,12 @@ Methods:
   (:func:`app.ml.evaluation.registration.bspline_transform`).
 
 Times: the engine's per-point ``locate`` (p50, p95), its per-pair preparation
-(grids, shift, affine) and the slice engine's indexing (embedding both series)
-separately; the registrations' per-pair time. Roles: ``test`` pairs come from
-the held-out volumes (:data:`app.sim.sources.HOLDOUT_VOLUMES`), ``validation``
-pairs from the training volumes; settings are chosen on validation only.
+(grids, shift, affine), its 3-D registration and the slice engine's indexing
+(embedding both series) separately; the baselines' per-pair time. Roles
+(:mod:`app.sim.roles`, named volumes only): ``validation`` pairs (the
+default) come from the validation bodies and choose every setting; ``test``
+pairs from the test bodies, run once for the reported figures. Figures are
+given per preset and per body region (:func:`app.sim.roles.region_of`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ class PointPairResult:
     point_ms: list[float] = field(default_factory=list)  # engine, per point
     confidence: list[float] = field(default_factory=list)  # engine, per covered point
     coverage_correct: int = 0
+    region: str = ""
+    # Why the engine answered "not covered" where the truth says both scans image the point.
+    missed_reasons: dict[str, int] = field(default_factory=dict)
+    registration: str = ""  # the engine's registration note
 
 
 @dataclass
@@ -106,6 +112,8 @@ class PointEvalReport:
     point_ms_p95: dict[str, float]
     coverage_accuracy: dict[str, float]
     pairs: list[PointPairResult]
+    # preset -> region -> method
+    regions: dict[str, dict[str, dict[str, PointMethodSummary]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +126,10 @@ class PointEvalReport:
             "point_ms_p50": self.point_ms_p50,
             "point_ms_p95": self.point_ms_p95,
             "coverage_accuracy": self.coverage_accuracy,
+            "regions": {
+                p: {r: {m: _jsonable(asdict(s)) for m, s in per.items()} for r, per in rs.items()}
+                for p, rs in self.regions.items()
+            },
             "pairs": [_jsonable(asdict(p)) for p in self.pairs],
         }
 
@@ -164,6 +176,9 @@ def evaluate_point_pair(
     t0 = time.perf_counter()
     engine = PointPair.prepare(current, prior, alignment, params)
     t_prepare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine.register()
+    t_register = time.perf_counter() - t0
     grid = engine.current_grid
 
     def body_lps() -> np.ndarray:
@@ -173,6 +188,8 @@ def evaluate_point_pair(
     pts = sample_body_points(body_lps, n_points, seed * 1000 + pair)
     truth, covered = true_points(current_scan, prior_scan, pts)
     result = PointPairResult(preset, source, seed, pair, len(pts), int(covered.sum()))
+    result.region = _region(source)
+    result.registration = engine.registration_note
     sel = np.flatnonzero(covered)
 
     def errors(answers: np.ndarray) -> list[float]:
@@ -190,6 +207,8 @@ def evaluate_point_pair(
                 m = engine.locate(p)
                 result.point_ms.append(round((time.perf_counter() - t1) * 1e3, 3))
                 decided[i] = m.in_coverage
+                if covered[i] and not m.in_coverage:
+                    result.missed_reasons[m.message] = result.missed_reasons.get(m.message, 0) + 1
                 if m.prior_point is not None:
                     answers[i] = m.prior_point
                     if covered[i]:
@@ -197,7 +216,8 @@ def evaluate_point_pair(
             result.coverage_correct = int(np.sum(decided == covered))
             result.seconds["engine_index"] = round(t_index, 3)
             result.seconds["engine_prepare"] = round(t_prepare, 3)
-            seconds = t_prepare
+            result.seconds["engine_register"] = round(t_register, 3)
+            seconds = t_prepare + t_register
         elif method == "same_coordinate":
             answers = pts.copy()
             seconds = 0.0
@@ -229,6 +249,16 @@ def evaluate_point_pair(
     return result
 
 
+def _region(source: str) -> str:
+    """The body region of a source volume ("" for a name the roles do not know)."""
+    from app.sim.roles import region_of
+
+    try:
+        return region_of(source)
+    except KeyError:
+        return ""
+
+
 def _pair_line(res: PointPairResult, methods: Sequence[str]) -> str:
     """One pair's figures for the progress log: median / p95 (mm) per method, times."""
     parts = []
@@ -239,7 +269,8 @@ def _pair_line(res: PointPairResult, methods: Sequence[str]) -> str:
             p95 = np.percentile(e, 95, method="higher")
             parts.append(f"{m} {med:.2f}/{p95:.2f}")
     ms = f"; engine {np.percentile(res.point_ms, 95):.0f} ms p95/point" if res.point_ms else ""
-    return f"{res.n_covered} covered points; median/p95 mm: " + ", ".join(parts) + ms
+    note = f"; {res.registration}" if res.registration else ""
+    return f"{res.n_covered} covered points; median/p95 mm: " + ", ".join(parts) + ms + note
 
 
 def summarise_points(pairs: Sequence[PointPairResult], method: str) -> PointMethodSummary:
@@ -265,7 +296,7 @@ def run_point_evaluation(
     seeds: Sequence[int] = (0, 1),
     n_pairs: int = 3,
     n_points: int = 200,
-    role: str = "test",
+    role: str = "validation",
     sources: Sequence[str] | None = None,
     methods: Sequence[str] = POINT_METHODS,
     params: PointParams | None = None,
@@ -294,6 +325,7 @@ def run_point_evaluation(
     ms50: dict[str, float] = {}
     ms95: dict[str, float] = {}
     cov_acc: dict[str, float] = {}
+    regions: dict[str, dict[str, dict[str, PointMethodSummary]]] = {}
     for preset in presets:
         done: list[PointPairResult] = []
         for seed in seeds:
@@ -311,6 +343,10 @@ def run_point_evaluation(
                     progress("  " + _pair_line(res, methods))
         pairs.extend(done)
         summaries[preset] = {m: summarise_points(done, m) for m in methods}
+        regions[preset] = {
+            r: {m: summarise_points([p for p in done if p.region == r], m) for m in methods}
+            for r in sorted({p.region for p in done})
+        }
         if "engine" in methods:
             ms = np.concatenate([np.asarray(p.point_ms) for p in done])
             ms50[preset] = float(np.percentile(ms, 50)) if len(ms) else float("nan")
@@ -318,7 +354,7 @@ def run_point_evaluation(
             n_all = sum(p.n_points for p in done)
             cov_acc[preset] = 100.0 * sum(p.coverage_correct for p in done) / max(n_all, 1)
     return PointEvalReport(
-        matcher.model.identity, role, list(seeds), summaries, ms50, ms95, cov_acc, pairs
+        matcher.model.identity, role, list(seeds), summaries, ms50, ms95, cov_acc, pairs, regions
     )
 
 
@@ -346,7 +382,8 @@ def format_point_report(report: PointEvalReport) -> str:
     lines = [
         f"model: {report.model}   role: {report.role}   seeds: {report.seeds}",
         "3-D error (mm) over points both scans image; a 'not covered' answer counts as "
-        "infinite. s/pair: registration time (engine: grids, shift and affine, after indexing).",
+        "infinite. s/pair: registration time (engine: grids, shift, affine and its 3-D "
+        "registration, after indexing).",
     ]
     for preset, per in report.summaries.items():
         n_pairs = sum(1 for p in report.pairs if p.preset == preset)
@@ -385,6 +422,20 @@ def format_point_report(report: PointEvalReport) -> str:
                 f"p95 <= {GOALS['p95']} mm {'met' if ok_p95 else 'MISSED'}; "
                 f"better than rigid {better}"
             )
+    for preset, per_region in report.regions.items():
+        lines += ["", f"[{preset}] per region: median / p95 mm (points)"]
+        for region, per in per_region.items():
+            cells = [f"{m} {s.median:.2f}/{s.p95:.2f}" for m, s in per.items()]
+            n = next(iter(per.values())).n if per else 0
+            lines.append(f"  {region or '?':<15} ({n:>4}) " + ", ".join(cells))
+    misses: dict[str, int] = {}
+    for p in report.pairs:
+        for reason, count in p.missed_reasons.items():
+            misses[reason] = misses.get(reason, 0) + count
+    if misses:
+        lines += ["", "engine 'not covered' where both scans image the point:"]
+        for reason, count in sorted(misses.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {count:>5}  {reason}")
     if any(p.confidence for p in report.pairs):
         lines += ["", "engine confidence band: points, median, p90 error (mm)"]
         for lo, n, med, p90 in calibration_rows(report.pairs):

@@ -17,6 +17,7 @@ from app.core.volume import Volume
 # The slice baselines' image conversion (air at 0, anti-aliased coarsening),
 # so both registrations see the same images.
 from app.ml.evaluation.baselines import rigid_transform, to_sitk
+from app.ml.points.register import map_points
 
 __all__ = ["BSPLINE_MESH_MM", "bspline_transform", "map_points", "rigid_transform"]
 
@@ -76,9 +77,3 @@ def bspline_transform(
     composite.AddTransform(initial)
     composite.AddTransform(bspline)
     return composite
-
-
-def map_points(transform: Any, points: np.ndarray) -> np.ndarray:
-    """``(N, 3)`` LPS points through a SimpleITK transform."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    return np.array([transform.TransformPoint(tuple(float(v) for v in p)) for p in pts])

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from app.core.volume import Volume
 
-__all__ = ["BODY_HU", "COARSE_MM", "FINE_MM", "PAD_VOXELS", "SeriesGrid", "build_grid"]
+__all__ = ["BODY_HU", "COARSE_MM", "FINE_MM", "PAD_VOXELS", "SeriesGrid", "build_grid", "mask_on"]
 
 BODY_HU = -500.0
 FINE_MM = 2.0
@@ -241,3 +241,22 @@ def build_grid(volume: Volume) -> SeriesGrid:
         body,
         centroids,
     )
+
+
+def mask_on(mask: np.ndarray, source: GridLevel, target: GridLevel) -> np.ndarray:
+    """A ``source``-shaped bool mask sampled (nearest voxel) at ``target``'s voxel centres.
+
+    Both levels are axis-aligned LPS grids, so this is an index lookup per axis.
+    """
+    nz, ny, nx = target.voxels.shape
+    idx = []
+    for axis, n in zip((0, 1, 2), (nx, ny, nz), strict=True):
+        lps = target.origin[axis] + np.arange(n) * target.spacing
+        k = np.rint((lps - source.origin[axis]) / source.spacing).astype(np.int64)
+        idx.append(k)
+    kx, ky, kz = idx
+    sz, sy, sx = mask.shape
+    out = np.zeros((nz, ny, nx), dtype=bool)
+    okx, oky, okz = (kx >= 0) & (kx < sx), (ky >= 0) & (ky < sy), (kz >= 0) & (kz < sz)
+    out[np.ix_(okz, oky, okx)] = mask[np.ix_(kz[okz], ky[oky], kx[okx])]
+    return out

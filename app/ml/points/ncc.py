@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MIN_OVERLAP", "ncc_map", "peak_subvoxel"]
+__all__ = ["MIN_OVERLAP", "ncc_at", "ncc_map", "peak_subvoxel"]
 
 # Least fraction of the template's voxels that must be compared at an offset.
 MIN_OVERLAP = 0.5
@@ -85,6 +85,31 @@ def ncc_map(
         ok = (n >= MIN_OVERLAP * mt.sum()) & (var_t > floor) & (var_r > floor) & (n > 0)
         out = np.where(ok, num / np.where(ok, denom, 1.0), 0.0)
     return np.clip(out, -1.0, 1.0)
+
+
+def ncc_at(
+    a: np.ndarray, b: np.ndarray, a_mask: np.ndarray | None = None, b_mask: np.ndarray | None = None
+) -> float:
+    """NCC of two same-shaped blocks over the voxels both masks keep (one offset of :func:`ncc_map`).
+
+    0 when under :data:`MIN_OVERLAP` of ``a``'s kept voxels are compared or either block is flat.
+    """
+    keep = np.ones(a.shape, dtype=bool) if a_mask is None else np.asarray(a_mask, dtype=bool)
+    n_a = int(keep.sum())
+    if b_mask is not None:
+        keep = keep & np.asarray(b_mask, dtype=bool)
+    n = int(keep.sum())
+    if n == 0 or n < MIN_OVERLAP * n_a:
+        return 0.0
+    x = np.asarray(a, dtype=np.float64)[keep]
+    y = np.asarray(b, dtype=np.float64)[keep]
+    x = x - x.mean()
+    y = y - y.mean()
+    vx, vy = float(x @ x), float(y @ y)
+    floor = 1e-3 * n
+    if vx <= floor or vy <= floor:
+        return 0.0
+    return float(np.clip((x @ y) / np.sqrt(vx * vy), -1.0, 1.0))
 
 
 def _box_sums(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -75,3 +75,36 @@ def test_progress_line_names_every_method(result):
 
     line = _pair_line(result, POINT_METHODS)
     assert all(m in line for m in POINT_METHODS) and "covered points" in line
+
+
+def test_engine_registration_is_timed_and_noted(result):
+    assert result.seconds["engine_register"] >= 0.0
+    assert result.registration  # which transform answers, or why none does
+    assert result.seconds["engine"] >= result.seconds["engine_register"]
+    assert all(count > 0 for count in result.missed_reasons.values())
+    assert result.region == ""  # the phantom is no body of the data roles
+
+
+def test_region_table_and_miss_reasons_in_the_report(result):
+    per = {m: summarise_points([result], m) for m in POINT_METHODS}
+    tagged = replace(
+        result, region="chest", missed_reasons={"the prior does not image this level": 3}
+    )
+    report = PointEvalReport("toy", "validation", [0], {"standard": per}, {"standard": 1.0},
+                             {"standard": 2.0}, {"standard": 90.0}, [tagged],
+                             {"standard": {"chest": per}})  # fmt: skip
+    text = format_point_report(report)
+    assert "[standard] per region" in text and "  chest" in text
+    assert "3  the prior does not image this level" in text
+    assert report.to_dict()["regions"]["standard"]["chest"]["engine"]["n"] == result.n_covered
+
+
+def test_the_default_role_is_validation():
+    import argparse
+
+    from app.commands.eval_points import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args([]).role == "validation"
+    assert parser.parse_args(["--role", "test"]).role == "test"

@@ -2,60 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
-from engine_helpers import phantom_volume
+from point_helpers import body_points, moved_pair
 
-from app.ml.anatomy.align import Alignment
-from app.ml.points.locate import PointPair, inside_volume
-from app.sim.followup import SIM_PRESETS, identity_scan, simulate_followup, true_correspondence
+from app.ml.points.locate import inside_volume
 from app.sim.point_truth import true_points
-
-MOVED = replace(
-    SIM_PRESETS["standard"],
-    rotation_deg=(3.0, 3.0, 3.0),
-    shift_mm=(25.0, 15.0),
-    deformation_mm=(3.0, 5.0),
-    coverage=(0.7, 0.8),
-    matrix_sizes=(96,),
-    noise_hu=(3.0, 5.0),
-    lesion_probability=0.0,
-)
-
-
-def truth_alignment(current, prior) -> Alignment:
-    """The slice match the simulator's truth gives (what a perfect slice engine reports)."""
-    prior_z, covered = true_correspondence(current, prior)
-    pz = prior.volume.slice_z
-    idx = np.abs(pz[None, :] - prior_z[:, None]).argmin(axis=1)
-    n = len(prior_z)
-    return Alignment(
-        current_z=current.volume.slice_z.copy(),
-        mapped_z=prior_z,
-        prior_index=idx,
-        score=np.ones(n),
-        in_coverage=covered,
-        prior_z=pz.copy(),
-        outlier=np.zeros(n, dtype=bool),
-    )
 
 
 @pytest.fixture(scope="module")
 def pair():
-    source = phantom_volume(n_slices=60, spacing_z=4.0, matrix=96, pixel_mm=4.0, seed=3)
-    current = identity_scan(source)
-    prior = simulate_followup(source, MOVED, np.random.default_rng(7))
-    engine = PointPair.prepare(current.volume, prior.volume, truth_alignment(current, prior))
-    return current, prior, engine
-
-
-def body_points(engine: PointPair, n: int, seed: int) -> np.ndarray:
-    g = engine.current_grid
-    zs, ys, xs = np.nonzero(g.body)
-    sel = np.random.default_rng(seed).choice(len(zs), n, replace=False)
-    return g.fine.lps_of(np.column_stack([xs[sel], ys[sel], zs[sel]]).astype(float))
+    return moved_pair()
 
 
 def test_points_land_on_the_same_anatomy(pair):

@@ -1,0 +1,116 @@
+"""The point engine's 3-D registration stage: used when the anchors confirm it, else not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from point_helpers import body_points, moved_pair
+
+from app.ml.points.grids import GridLevel, mask_on
+from app.ml.points.locate import PointParams
+from app.ml.points.ncc import ncc_at, ncc_map
+from app.ml.points.register import nearest_rotation
+from app.sim.point_truth import true_points
+
+
+def errors(current, prior, engine, n=60, seed=0) -> tuple[np.ndarray, list]:
+    pts = body_points(engine, n, seed)
+    truth, covered = true_points(current, prior, pts)
+    found = [engine.locate(p) for p in pts]
+    err = np.array(
+        [
+            np.linalg.norm(np.array(m.prior_point) - t) if m.in_coverage else np.inf
+            for m, t, c in zip(found, truth, covered, strict=True)
+            if c
+        ]
+    )
+    return err, found
+
+
+@pytest.fixture(scope="module")
+def registered():
+    current, prior, engine = moved_pair()
+    assert engine.register()
+    return current, prior, engine
+
+
+def test_a_verified_registration_answers_the_points(registered):
+    current, prior, engine = registered
+    assert "in use" in engine.registration_note
+    assert engine.deformable_transform is not None or engine.rigid_transform is not None
+    err, found = errors(current, prior, engine)
+    assert len(err) >= 30
+    assert np.median(err) < 2.5 and np.percentile(err, 90) < 6.0, np.sort(err)
+    answered = [m for m in found if m.in_coverage]
+    assert all(-1.0 <= m.confidence <= 1.0 and m.radius_mm > 0 for m in answered)
+    # The answer is the registered point itself.
+    p = body_points(engine, 1, 3)[0]
+    m = engine.locate(p)
+    if m.in_coverage:
+        q = engine.registered_point(p)
+        assert q is not None and np.allclose(m.prior_point, q, atol=1e-2)
+
+
+def test_register_runs_once(registered):
+    _, _, engine = registered
+    tf = engine.deformable_transform or engine.rigid_transform
+    assert engine.register()
+    assert (engine.deformable_transform or engine.rigid_transform) is tf
+
+
+def test_a_registration_the_anchors_contradict_is_not_used():
+    # verify_mm 0: no transform can pass, so the block search answers.
+    current, prior, engine = moved_pair(replace(PointParams(), verify_mm=0.0))
+    assert not engine.register()
+    assert "rejected" in engine.registration_note
+    assert engine.registered_point(body_points(engine, 1, 1)[0]) is None
+    err, _ = errors(current, prior, engine, 40, 2)
+    assert np.median(err) < 4.0
+
+
+def test_registration_off_and_lazy():
+    current, prior, engine = moved_pair(replace(PointParams(), register=False))
+    m = engine.locate(body_points(engine, 1, 4)[0])  # registers lazily: here, nothing to do
+    assert engine.registration_note == "registration off"
+    assert m.in_coverage or m.message
+
+
+def test_ncc_at_is_one_offset_of_the_map():
+    rng = np.random.default_rng(3)
+    r = rng.normal(size=(7, 8, 9)) * 50
+    t = rng.normal(size=(3, 4, 5)) * 50
+    mt = rng.random(t.shape) > 0.2
+    mr = rng.random(r.shape) > 0.2
+    full = ncc_map(t, r, mt, mr)
+    z, y, x = 2, 1, 3
+    block = r[z : z + 3, y : y + 4, x : x + 5]
+    got = ncc_at(t, block, mt, mr[z : z + 3, y : y + 4, x : x + 5])
+    assert got == pytest.approx(full[z, y, x], abs=1e-9)
+    assert ncc_at(np.ones((3, 3, 3)), block[:3, :3, :3]) == 0.0  # flat: no evidence
+
+
+def test_mask_on_keeps_positions():
+    fine = GridLevel(np.zeros((20, 20, 20), np.float32), np.array([0.0, 0.0, 0.0]), 2.0, None)  # type: ignore[arg-type]
+    coarse = GridLevel(np.zeros((12, 12, 12), np.float32), np.array([-4.0, -4.0, -4.0]), 4.0, None)  # type: ignore[arg-type]
+    mask = np.zeros((20, 20, 20), dtype=bool)
+    mask[4:8, 6:10, 10:14] = True  # LPS x 20..26, y 12..18, z 8..14 mm
+    out = mask_on(mask, fine, coarse)
+    zs, ys, xs = np.nonzero(out)
+    lps = coarse.origin + np.column_stack([xs, ys, zs]) * 4.0
+    assert len(lps) > 0
+    assert lps[:, 0].min() >= 19 and lps[:, 0].max() <= 27
+    assert lps[:, 1].min() >= 11 and lps[:, 1].max() <= 19
+    assert lps[:, 2].min() >= 7 and lps[:, 2].max() <= 15
+
+
+def test_nearest_rotation():
+    a = np.deg2rad(7.0)
+    r = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    linear = r @ np.diag([1.03, 0.98, 1.01]) + 0.01 * np.eye(3)[::-1]
+    got = nearest_rotation(linear)
+    assert np.allclose(got @ got.T, np.eye(3), atol=1e-9) and np.linalg.det(got) > 0
+    assert np.abs(got - r).max() < 0.03
+    flipped = nearest_rotation(np.diag([1.0, 1.0, -1.0]))
+    assert np.linalg.det(flipped) > 0
