@@ -1,0 +1,160 @@
+"""The linked cursor painted on one viewport: a cross, the uncertainty circle, or why not.
+
+:class:`CursorOverlay` paints its viewport state's
+:class:`~app.core.cursor.CursorMark` on whichever plane the viewport shows:
+a cross at the point and, on the other dates, a circle of the point engine's
+uncertainty radius, drawn in millimetres on the image (the cut of the
+uncertainty sphere through the plane shown, so it shrinks on neighbouring
+slices and is gone where the plane misses it). A date that does not image the
+point says so in a label ("cursor outside this scan: …"); nothing is drawn at
+the edge instead. It only paints: the mark comes from the state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.core.cursor import CursorMark, circle_radius_in_plane, plane_position
+from app.core.planes import Plane
+from app.ui.viewer.overlay_labels import overlay_label
+from app.ui.viewer.viewport import ViewportView
+
+__all__ = ["CURSOR_TEXT_OUTSIDE", "CursorOverlay"]
+
+CURSOR_TEXT_OUTSIDE = "cursor outside this scan"
+_DRIVER = QtGui.QColor(163, 190, 140)  # the clicked point
+_PRIOR = QtGui.QColor(235, 203, 139)  # the corresponding point and its uncertainty
+_CROSS_PX = 18  # the cross's size on screen, whatever the zoom
+_GAP = 3
+
+
+class CursorOverlay(QtCore.QObject):
+    """Paints ``view.state.cursor_mark`` on ``view`` and follows its slice, plane and mark."""
+
+    def __init__(self, view: ViewportView) -> None:
+        super().__init__(view)
+        self.view = view
+        self.cross = pg.ScatterPlotItem(
+            size=_CROSS_PX, symbol="+", pxMode=True, pen=pg.mkPen(_DRIVER, width=2), brush=None
+        )
+        self.circle = QtWidgets.QGraphicsEllipseItem()
+        pen = pg.mkPen(_PRIOR, width=2)
+        pen.setCosmetic(True)  # 2 px wide at any zoom; the radius itself is in mm
+        self.circle.setPen(pen)
+        self.circle.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
+        view.overlay_items.addItem(self.cross)
+        view.overlay_items.addItem(self.circle)
+        self.label = overlay_label(view.graphics.viewport(), "cursorMessage")
+        self.label.hide()
+        view.graphics.viewport().installEventFilter(self)
+        view.state.changed.connect(self._on_state_changed)
+        view.plane_changed.connect(lambda _v: self.update())
+        self.update()
+
+    # -- what is shown (tests read these) ---------------------------------------------------
+    @property
+    def mark(self) -> CursorMark | None:
+        return self.view.state.cursor_mark
+
+    def cross_position(self) -> tuple[float, float] | None:
+        """Where the cross is (image mm), ``None`` when it is not drawn."""
+        if not self.cross.isVisible():
+            return None
+        x, y = self.cross.getData()
+        return float(x[0]), float(y[0])
+
+    def circle_radius_mm(self) -> float | None:
+        """The uncertainty circle's radius (mm), ``None`` when it is not drawn."""
+        if not self.circle.isVisible():
+            return None
+        return float(self.circle.rect().width() / 2.0)
+
+    def message(self) -> str:
+        """The cursor's text on this viewport ("" when none is shown)."""
+        return self.label.text() if not self.label.isHidden() else ""
+
+    # -- painting ---------------------------------------------------------------------------
+    def _on_state_changed(self, what: str) -> None:
+        if what in ("cursor", "slice"):
+            self.update()
+
+    def update(self) -> None:
+        """Repaint the mark for the state's cursor, the slice and the plane shown."""
+        mark = self.mark
+        text = ""
+        drawn = False
+        if mark is None:
+            pass
+        elif mark.pending or not mark.in_coverage or mark.point is None:
+            text = mark.message if mark.pending else f"{CURSOR_TEXT_OUTSIDE}: {mark.message}"
+            if mark.driving:
+                text = CURSOR_TEXT_OUTSIDE
+        else:
+            drawn, text = self._draw(mark)
+        if not drawn:
+            self.cross.setVisible(False)
+            self.circle.setVisible(False)
+        self._show_text(text, warn=mark is not None and not mark.in_coverage and not mark.pending)
+
+    def _draw(self, mark: CursorMark) -> tuple[bool, str]:
+        view = self.view
+        assert mark.point is not None
+        pos = plane_position(view.state.volume, view.plane, view.cursor, np.asarray(mark.point))
+        # Half the spacing along the plane's normal: the slab one image shows.
+        if view.plane is Plane.AXIAL:
+            z = view.state.volume.slice_z
+            half = float(np.median(np.abs(np.diff(z)))) / 2.0 if len(z) > 1 else 0.5
+        elif view.plane is Plane.CORONAL:
+            half = float(view.state.volume.geometry.spacing[1]) / 2.0
+        else:
+            half = float(view.state.volume.geometry.spacing[0]) / 2.0
+        radius = 0.0 if mark.driving else float(mark.radius_mm)
+        cut = circle_radius_in_plane(max(radius, half), pos.offset_mm)
+        if cut is None or not pos.inside:
+            return False, f"cursor {abs(pos.offset_mm):.0f} mm from this plane"
+        colour = _DRIVER if mark.driving else _PRIOR
+        self.cross.setPen(pg.mkPen(colour, width=2))
+        self.cross.setData([pos.x_mm], [pos.y_mm])
+        self.cross.setVisible(True)
+        if radius > 0:
+            r = circle_radius_in_plane(radius, pos.offset_mm) or 0.0
+            self.circle.setRect(QtCore.QRectF(pos.x_mm - r, pos.y_mm - r, 2 * r, 2 * r))
+            self.circle.setVisible(r > 0)
+        else:
+            self.circle.setVisible(False)
+        return True, ""
+
+    def _show_text(self, text: str, warn: bool) -> None:
+        label = self.label
+        if not text:
+            label.hide()
+            return
+        label.setText(text)
+        label.setProperty("warn", warn)
+        label.style().unpolish(label)
+        label.style().polish(label)
+        label.show()
+        self._place()
+
+    def _place(self) -> None:
+        if self.label.isHidden():
+            return
+        host = self.view.graphics.viewport()
+        self.label.adjustSize()
+        width = min(self.label.width(), max(1, host.width() - 12))
+        self.label.resize(width, self.label.height())
+        bottom = self.view.orientation_labels["bottom"]
+        y = (bottom.y() if bottom.text() else host.height()) - self.label.height() - _GAP
+        self.label.move((host.width() - width) // 2, max(0, y))
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if event.type() == QtCore.QEvent.Type.Resize:
+            # After the viewport's own placement (it filtered the event first).
+            QtCore.QTimer.singleShot(0, self._place)
+        return False
+
+    def detach(self) -> None:
+        """Stop following the state (before the viewport goes away)."""
+        self.view.state.changed.disconnect(self._on_state_changed)
