@@ -147,7 +147,8 @@ def _slice_origin(volume: Volume, k: float) -> np.ndarray:
     pos = volume.slice_positions
     n = len(pos)
     if n == 1:
-        return pos[0] + k * float(volume.geometry.spacing[2]) * volume.geometry.normal
+        single: np.ndarray = pos[0] + k * float(volume.geometry.spacing[2]) * volume.geometry.normal
+        return single
     lo = int(np.clip(np.floor(k), 0, n - 2))
     t = k - lo
     origin: np.ndarray = pos[lo] + t * (pos[lo + 1] - pos[lo])

@@ -75,7 +75,9 @@ class Harness:
         """Make the current -> prior ``j`` pairs answer (a string: why there is none)."""
         for j, pair in pairs.items():
             status = PairStatus(pair) if isinstance(pair, PointPair) else PairStatus(None, pair)
-            self.tool.linked.pairs.add_pair(self.views[0].state.volume, self.views[j].state.volume, status)
+            self.tool.linked.pairs.add_pair(
+                self.views[0].state.volume, self.views[j].state.volume, status
+            )
 
     def close(self) -> None:
         self.tool.shutdown()

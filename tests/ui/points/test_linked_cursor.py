@@ -56,9 +56,9 @@ def body_point_covered_by(scans, pairs, priors, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     for i in rng.permutation(len(zs))[:400]:
         p = grid.fine.lps_of(np.array([xs[i], ys[i], zs[i]], dtype=float))
-        if all(pairs[j].locate(p).in_coverage for j in priors):
-            if all(true_points(scans[0], scans[j], p[None])[1][0] for j in priors):
-                return p
+        answered = all(pairs[j].locate(p).in_coverage for j in priors)
+        if answered and all(true_points(scans[0], scans[j], p[None])[1][0] for j in priors):
+            return p
     raise AssertionError("no body point both priors image")
 
 
