@@ -13,7 +13,6 @@ the edge instead. It only paints: the mark comes from the state.
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.cursor import CursorMark, circle_radius_in_plane, plane_position
@@ -30,19 +29,30 @@ _CROSS_PX = 18  # the cross's size on screen, whatever the zoom
 _GAP = 3
 
 
+def _pen(colour: QtGui.QColor) -> QtGui.QPen:
+    pen = QtGui.QPen(colour, 2.0)
+    pen.setCosmetic(True)  # 2 px wide at any zoom; the circle's radius itself is in mm
+    return pen
+
+
 class CursorOverlay(QtCore.QObject):
     """Paints ``view.state.cursor_mark`` on ``view`` and follows its slice, plane and mark."""
 
     def __init__(self, view: ViewportView) -> None:
         super().__init__(view)
         self.view = view
-        self.cross = pg.ScatterPlotItem(
-            size=_CROSS_PX, symbol="+", pxMode=True, pen=pg.mkPen(_DRIVER, width=2), brush=None
-        )
+        # A cross of fixed screen size at a position in mm: moving it is one setPos.
+        path = QtGui.QPainterPath()
+        half = _CROSS_PX / 2.0
+        path.moveTo(-half, 0.0)
+        path.lineTo(half, 0.0)
+        path.moveTo(0.0, -half)
+        path.lineTo(0.0, half)
+        self.cross = QtWidgets.QGraphicsPathItem(path)
+        self.cross.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self._pens = {colour.rgb(): _pen(colour) for colour in (_DRIVER, _PRIOR)}
         self.circle = QtWidgets.QGraphicsEllipseItem()
-        pen = pg.mkPen(_PRIOR, width=2)
-        pen.setCosmetic(True)  # 2 px wide at any zoom; the radius itself is in mm
-        self.circle.setPen(pen)
+        self.circle.setPen(_pen(_PRIOR))
         self.circle.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
         view.overlay_items.addItem(self.cross)
         view.overlay_items.addItem(self.circle)
@@ -62,8 +72,7 @@ class CursorOverlay(QtCore.QObject):
         """Where the cross is (image mm), ``None`` when it is not drawn."""
         if not self.cross.isVisible():
             return None
-        x, y = self.cross.getData()
-        return float(x[0]), float(y[0])
+        return float(self.cross.pos().x()), float(self.cross.pos().y())
 
     def circle_radius_mm(self) -> float | None:
         """The uncertainty circle's radius (mm), ``None`` when it is not drawn."""
@@ -115,8 +124,8 @@ class CursorOverlay(QtCore.QObject):
         if cut is None or not pos.inside:
             return False, f"cursor {abs(pos.offset_mm):.0f} mm from this plane"
         colour = _DRIVER if mark.driving else _PRIOR
-        self.cross.setPen(pg.mkPen(colour, width=2))
-        self.cross.setData([pos.x_mm], [pos.y_mm])
+        self.cross.setPen(self._pens[colour.rgb()])
+        self.cross.setPos(pos.x_mm, pos.y_mm)
         self.cross.setVisible(True)
         if radius > 0:
             r = circle_radius_in_plane(radius, pos.offset_mm) or 0.0
@@ -131,6 +140,8 @@ class CursorOverlay(QtCore.QObject):
         if not text:
             label.hide()
             return
+        if not label.isHidden() and label.text() == text and label.property("warn") == warn:
+            return  # as shown: no re-polish on every mouse move
         label.setText(text)
         label.setProperty("warn", warn)
         label.style().unpolish(label)

@@ -9,9 +9,11 @@ back into the target states (their slice jumps to the point, their
 time; while it runs only the newest request waits, older ones are dropped, so
 a dragging mouse never builds a queue.
 
-Pairs are prepared once, when the anatomical sync reports a pair's alignment
-(both series indexed), in a worker of their own so that a query never waits
-behind a preparation.
+Pairs are prepared once per ordered pair of dates (seconds each, in a worker
+of their own so that a query never waits behind a preparation), from the
+alignment the anatomical sync registered once both series were indexed:
+:meth:`LinkedCursor.prepare_all` prepares every aligned pair on screen, the
+newest date's first, since it usually drives.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from app.core.cursor import OUTSIDE_SCAN, CursorMark, contains_point
-from app.core.state import CursorMapper, SyncGroup, ViewportState
+from app.core.state import CursorMapper, SyncGroup, ViewportState, newest_first
 from app.ml.anatomy.sync_service import SyncEngine
 from app.ml.points.cursor_pairs import CursorPairs, PairStatus
 from app.ml.points.locate import PointMatch, PointPair
@@ -176,9 +178,22 @@ class LinkedCursor(QtCore.QObject, CursorMapper):
             log.warning("point pair preparation failed; the cursor is not linked for that date")
             self._register(source, target, PairStatus(None, f"point sync failed: {message}"))
 
-        # The first (newest) date usually drives: its pairs come first.
-        first = bool(self.sync.viewports) and self.sync.viewports[0] is source
+        # The newest date usually drives: its pairs come first.
+        first = self._by_date()[:1] == [source]
         self._start(self._prepare_pool, "preparing a point pair", work, done, failed, int(first))
+
+    def prepare_all(self) -> None:
+        """Prepare every aligned pair of the dates on screen (those of the newest date first)."""
+        states = self._by_date()
+        for source in states:
+            for target in states:
+                if target is not source:
+                    self.prepare_pair(source, target)
+
+    @property
+    def generation(self) -> int:
+        """The number of the latest request (:attr:`answered` reports the ones answered)."""
+        return self._generation
 
     def forget(self, state: ViewportState) -> None:
         """A date goes away: drop its pairs and grids."""
@@ -204,6 +219,11 @@ class LinkedCursor(QtCore.QObject, CursorMapper):
         return not self._jobs
 
     # -- internals -----------------------------------------------------------------------------
+    def _by_date(self) -> list[ViewportState]:
+        states = list(self.sync.viewports)
+        order = newest_first([s.volume.info.study_date for s in states])
+        return [states[i] for i in order]
+
     def _register(self, source: ViewportState, target: ViewportState, status: PairStatus) -> None:
         self.pairs.add_pair(source.volume, target.volume, status)
         self.pair_ready.emit(source, target)

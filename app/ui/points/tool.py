@@ -7,6 +7,12 @@ cursor moves as before, and the point (LPS mm) drives the sync group's
 ``CURSOR`` channel, which :class:`~app.ui.points.linked_cursor.LinkedCursor`
 answers for the other dates. Leaving the mode takes the cursor off.
 
+The point pairs are prepared when the mode is first switched on (and for
+dates aligned later while it is on), not at every opening: each takes
+seconds of CPU that cannot be interrupted, which a reader who never links the
+cursor should not pay for on a two-core laptop. Until a date's pair is ready
+it says "preparing" rather than showing a guess.
+
 The main window (or whoever assembles it) calls::
 
     tool = LinkedCursorTool(window.sync, window.anatomy, window.hanging, modes, window)
@@ -68,7 +74,7 @@ class LinkedCursorTool(QtCore.QObject):
         self.linked = LinkedCursor(sync, anatomy.engine, parent=self)
         self.overlays: dict[int, CursorOverlay] = {}
         sync.set_enabled(Channel.CURSOR, True)
-        anatomy.alignment_ready.connect(self.linked.prepare_pair)
+        anatomy.alignment_ready.connect(self._on_alignment_ready)
 
         self.action = QtGui.QAction(icon("linked-cursor"), "Linked cursor", parent)
         self.action.setShortcut(QtGui.QKeySequence(SHORTCUT))
@@ -116,6 +122,12 @@ class LinkedCursorTool(QtCore.QObject):
         if view.mode is InteractionMode.CROSSHAIR:
             self.place(view, x_mm, y_mm)
 
+    def _on_alignment_ready(self, source: ViewportState, target: ViewportState) -> None:
+        if self.modes.mode is InteractionMode.CROSSHAIR:
+            self.linked.prepare_pair(source, target)
+
     def _on_mode_changed(self, mode: InteractionMode) -> None:
-        if mode is not InteractionMode.CROSSHAIR:
+        if mode is InteractionMode.CROSSHAIR:
+            self.linked.prepare_all()
+        else:
             self.linked.clear()

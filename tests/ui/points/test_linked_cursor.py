@@ -277,3 +277,41 @@ def test_another_tool_excludes_the_cursor_and_leaving_clears_it(qtbot, harness, 
     # A click in another mode does not place the cursor.
     h.tool._on_mouse(h.views[0], 10.0, 10.0)
     assert h.views[0].state.cursor_mark is None
+
+
+class AlignedEngine:
+    """The sync engine's registry as the cursor reads it: alignments by pair of volumes."""
+
+    def __init__(self, alignments) -> None:
+        self.alignments = alignments
+
+    def alignment_of(self, source, target):
+        return self.alignments.get((id(source), id(target)))
+
+
+def test_entering_the_mode_prepares_the_aligned_pairs(qtbot, dates):
+    from app.ml.anatomy.sync_service import PairAlignment
+
+    scans, pairs = dates
+    h = build(qtbot, scans)
+    try:
+        current, prior1, prior2 = (v.state.volume for v in h.views)
+        aligned = PairAlignment(truth_alignment(scans[0], scans[1]), overlap=1.0)
+        unrelated = PairAlignment(truth_alignment(scans[0], scans[2]), overlap=0.0)
+        h.tool.linked.engine = AlignedEngine(
+            {(id(current), id(prior1)): aligned, (id(current), id(prior2)): unrelated}
+        )
+        assert h.tool.linked.pairs.status(current, prior1) is None  # nothing before the mode
+        h.modes.set_mode(InteractionMode.CROSSHAIR)
+        assert h.tool.linked.pairs.status(current, prior2).message == OTHER_ANATOMY
+        qtbot.waitUntil(lambda: h.tool.linked.is_idle(), timeout=60000)
+        ready = h.tool.linked.pairs.status(current, prior1)
+        assert ready is not None and ready.pair is not None
+        p = body_point_covered_by(scans, pairs, (1,))
+        with qtbot.waitSignal(h.tool.linked.answered, timeout=20000):
+            click_at_point(h, h.views[0], p)
+        expected = ready.pair.locate(np.array(h.views[0].state.cursor_mark.point))
+        assert h.views[1].state.cursor_mark.point == pytest.approx(expected.prior_point)
+        assert h.views[2].state.cursor_mark.message == OTHER_ANATOMY
+    finally:
+        h.close()
