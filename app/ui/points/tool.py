@@ -13,16 +13,22 @@ seconds of CPU that cannot be interrupted, which a reader who never links the
 cursor should not pay for on a two-core laptop. Until a date's pair is ready
 it says "preparing" rather than showing a guess.
 
+On the other dates the answer also moves the date's MPR cursor to the point,
+so its coronal and sagittal planes show it too.
+
 The main window (or whoever assembles it) calls::
 
     tool = LinkedCursorTool(window.sync, window.anatomy, window.hanging, modes, window)
-    toolbar.addAction(tool.action)
+    tool.add_to(window.toolbar, before=saliency_action, menu=view_menu)
 
 and hands every viewport to :meth:`LinkedCursorTool.attach` / :meth:`LinkedCursorTool.detach`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.cursor import point_on_plane
@@ -73,6 +79,7 @@ class LinkedCursorTool(QtCore.QObject):
         self.modes = modes
         self.linked = LinkedCursor(sync, anatomy.engine, parent=self)
         self.overlays: dict[int, CursorOverlay] = {}
+        self._followers: dict[int, Callable[[str], None]] = {}
         sync.set_enabled(Channel.CURSOR, True)
         anatomy.alignment_ready.connect(self._on_alignment_ready)
 
@@ -88,8 +95,29 @@ class LinkedCursorTool(QtCore.QObject):
         modes.mode_changed.connect(self._on_mode_changed)
 
     # -- viewports ---------------------------------------------------------------------------
+    def add_to(
+        self,
+        toolbar: QtWidgets.QToolBar,
+        before: QtGui.QAction | None = None,
+        menu: QtWidgets.QMenu | None = None,
+    ) -> None:
+        """Put the action in ``toolbar`` (before ``before``, else at the end) and ``menu``."""
+        if before is not None:
+            toolbar.insertAction(before, self.action)
+        else:
+            toolbar.addAction(self.action)
+        if menu is not None:
+            menu.addAction(self.action)
+
     def attach(self, view: ViewportView) -> None:
         """Give a new viewport its overlay and let its clicks place the cursor."""
+
+        # Before the overlay's own connection: it then paints on the moved planes.
+        def follow(what: str, v: ViewportView = view) -> None:
+            self._follow(v, what)
+
+        self._followers[id(view)] = follow
+        view.state.changed.connect(follow)
         self.overlays[id(view)] = CursorOverlay(view)
         view.view_box.clicked_at.connect(lambda x, y, v=view: self._on_mouse(v, x, y))
         view.view_box.dragged_to.connect(lambda x, y, v=view: self._on_mouse(v, x, y))
@@ -100,6 +128,9 @@ class LinkedCursorTool(QtCore.QObject):
         overlay = self.overlays.pop(id(view), None)
         if overlay is not None:
             overlay.detach()
+        follow = self._followers.pop(id(view), None)
+        if follow is not None:
+            view.state.changed.disconnect(follow)
         self.linked.forget(view.state)
 
     def overlay(self, view: ViewportView) -> CursorOverlay | None:
@@ -121,6 +152,15 @@ class LinkedCursorTool(QtCore.QObject):
         # The viewport's own handler has moved its MPR cursor already (connected first).
         if view.mode is InteractionMode.CROSSHAIR:
             self.place(view, x_mm, y_mm)
+
+    def _follow(self, view: ViewportView, what: str) -> None:
+        """Another date's answer moves this date's MPR cursor (row, column) to the point."""
+        mark = view.state.cursor_mark
+        if what != "cursor" or mark is None or mark.driving or not mark.shown:
+            return
+        assert mark.point is not None
+        col, row, _ = view.state.volume.geometry.lps_to_index(np.asarray(mark.point))
+        view.move_cursor(int(round(float(row))), int(round(float(col))))
 
     def _on_alignment_ready(self, source: ViewportState, target: ViewportState) -> None:
         if self.modes.mode is InteractionMode.CROSSHAIR:
