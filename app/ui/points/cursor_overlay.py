@@ -23,14 +23,15 @@ from app.ui.viewer.viewport import ViewportView
 __all__ = ["CURSOR_TEXT_OUTSIDE", "CursorOverlay"]
 
 CURSOR_TEXT_OUTSIDE = "cursor outside this scan"
-_DRIVER = QtGui.QColor(163, 190, 140)  # the clicked point
+_DRIVER = QtGui.QColor(143, 240, 164)  # the clicked point
 _PRIOR = QtGui.QColor(235, 203, 139)  # the corresponding point and its uncertainty
-_CROSS_PX = 18  # the cross's size on screen, whatever the zoom
+_CROSS_PX = 12  # the cross's arms on screen, whatever the zoom
+_CROSS_GAP_PX = 3
 _GAP = 3
 
 
-def _pen(colour: QtGui.QColor) -> QtGui.QPen:
-    pen = QtGui.QPen(colour, 2.0)
+def _pen(colour: QtGui.QColor, width: float = 2.0) -> QtGui.QPen:
+    pen = QtGui.QPen(colour, width)
     pen.setCosmetic(True)  # 2 px wide at any zoom; the circle's radius itself is in mm
     return pen
 
@@ -42,14 +43,17 @@ class CursorOverlay(QtCore.QObject):
         super().__init__(view)
         self.view = view
         # A cross of fixed screen size at a position in mm: moving it is one setPos.
+        # Open in the middle, so the spot itself stays visible; a dark rim under
+        # it keeps it readable on bone and on lung alike.
         path = QtGui.QPainterPath()
-        half = _CROSS_PX / 2.0
-        path.moveTo(-half, 0.0)
-        path.lineTo(half, 0.0)
-        path.moveTo(0.0, -half)
-        path.lineTo(0.0, half)
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            path.moveTo(dx * _CROSS_GAP_PX, dy * _CROSS_GAP_PX)
+            path.lineTo(dx * _CROSS_PX, dy * _CROSS_PX)
         self.cross = QtWidgets.QGraphicsPathItem(path)
         self.cross.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        rim = QtWidgets.QGraphicsPathItem(path, self.cross)
+        rim.setFlag(QtWidgets.QGraphicsItem.GraphicsItemFlag.ItemStacksBehindParent)
+        rim.setPen(_pen(QtGui.QColor(0, 0, 0, 200), 4.0))
         self._pens = {colour.rgb(): _pen(colour) for colour in (_DRIVER, _PRIOR)}
         self.circle = QtWidgets.QGraphicsEllipseItem()
         self.circle.setPen(_pen(_PRIOR))
