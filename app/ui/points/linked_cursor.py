@@ -214,6 +214,11 @@ class LinkedCursor(QtCore.QObject, CursorMapper):
             log.error("the linked cursor's workers did not stop within %d ms", timeout_ms)
         return bool(done)
 
+    @property
+    def locating(self) -> bool:
+        """True while a cursor query runs or waits (preparations aside)."""
+        return self._in_flight or self._waiting is not None
+
     def is_idle(self) -> bool:
         """True when no preparation or query is queued or running."""
         return not self._jobs

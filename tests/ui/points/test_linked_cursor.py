@@ -196,7 +196,7 @@ def test_a_drag_follows_the_mouse_and_drops_stale_requests(qtbot, harness, dates
     host = view.graphics.viewport()
     start = view.view_box.mapViewToDevice(QtCore.QPointF(*_xy(view, p))).toPoint()
     drag(host, start, start + QtCore.QPoint(30, 12), Qt.MouseButton.LeftButton, steps=12)
-    qtbot.waitUntil(lambda: h.tool.linked.is_idle(), timeout=20000)
+    qtbot.waitUntil(lambda: not h.tool.linked.locating, timeout=20000)
     last = np.array(view.state.cursor_mark.point)
     assert np.linalg.norm(last - p) > 3.0  # the cursor moved with the mouse
     for j in (1, 2):
@@ -221,7 +221,7 @@ def test_a_request_waiting_behind_a_running_one_replaces_older_ones(qtbot, harne
     with qtbot.waitSignal(h.tool.linked.answered, timeout=20000):
         for dx in range(8):  # faster than any worker: one runs, only the last waits
             h.tool.linked.place(view.state, p + np.array([float(dx), 0.0, 0.0]))
-    qtbot.waitUntil(lambda: h.tool.linked.is_idle(), timeout=20000)
+    qtbot.waitUntil(lambda: not h.tool.linked.locating, timeout=20000)
     assert h.tool.linked.dropped >= 6
     final = p + np.array([7.0, 0.0, 0.0])
     assert h.views[1].state.cursor_mark.point == pytest.approx(pairs[1].locate(final).prior_point)
@@ -289,6 +289,7 @@ class AlignedEngine:
         return self.alignments.get((id(source), id(target)))
 
 
+@pytest.mark.slow
 def test_entering_the_mode_prepares_the_aligned_pairs(qtbot, dates):
     from app.ml.anatomy.sync_service import PairAlignment
 
