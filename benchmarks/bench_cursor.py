@@ -148,11 +148,16 @@ def path_points(pairs, current, n: int) -> np.ndarray:
     return pts[order]
 
 
-def wait_painted(app, counter, before, which, t0, limit_s=5.0) -> None:
+UNPAINTED: list[str] = []  # moves after which a changed viewport did not repaint (reported)
+
+
+def wait_painted(app, counter, before, which, t0, limit_s=2.0) -> None:
     while not all(counter.counts[i] > before[i] for i in which):
         app.processEvents()
         if time.perf_counter() - t0 > limit_s:
-            raise RuntimeError("the viewports did not repaint within 5 s")
+            late = [i for i in which if counter.counts[i] <= before[i]]
+            UNPAINTED.append(f"viewports {late} did not repaint within {limit_s:.0f} s")
+            return
 
 
 def moved(views, marks, among=None) -> list[int]:
@@ -261,7 +266,7 @@ def main() -> int:
                 state.set_cursor(
                     CursorMark(m.prior_point, m.radius_mm, True, "", m.confidence)
                     if m.in_coverage
-                    else CursorMark(None, float("nan"), False, m.message)
+                    else CursorMark.outside(m.message)
                 )
         wait_painted(app, counter, before, moved(views, marks), t0)
         base_ms.append((time.perf_counter() - t0) * 1000.0)
@@ -338,6 +343,8 @@ def main() -> int:
         f"{linked.dropped} requests dropped as stale, last move answered and painted "
         f"{settle_ms:.1f} ms after it"
     )
+    if UNPAINTED:
+        print(f"  note: {len(UNPAINTED)} moves left a changed viewport unpainted: {UNPAINTED[0]}")
     tool.shutdown()
     anatomy.shutdown()
     for view in views:

@@ -44,7 +44,9 @@ class CursorMark:
         LPS mm in this viewport's volume; ``None`` when this date does not show it.
     radius_mm
         Uncertainty radius (mm): 0 on the driving date (the point is where the
-        user clicked), the point engine's ``radius_mm`` on the others.
+        user clicked), the point engine's ``radius_mm`` on the others; 0 when
+        there is no point (never NaN: equal marks must compare equal, so an
+        unchanged answer repaints nothing).
     in_coverage
         Whether this date images the point (False: ``message`` says why).
     message
@@ -65,6 +67,11 @@ class CursorMark:
     driving: bool = False
     pending: bool = False
 
+    @classmethod
+    def outside(cls, message: str, *, pending: bool = False) -> CursorMark:
+        """A mark without a point: this date does not show it, and ``message`` says why."""
+        return cls(None, 0.0, False, message, pending=pending)
+
     @property
     def shown(self) -> bool:
         """True when a point is to be painted (covered and not pending)."""
@@ -74,9 +81,7 @@ class CursorMark:
 OUTSIDE_SCAN = "outside this scan"
 
 # A target in another frame of reference, without the point engine's answer.
-NO_ENGINE_MARK = CursorMark(
-    None, float("nan"), False, "another frame of reference: no point sync without the model"
-)
+NO_ENGINE_MARK = CursorMark.outside("another frame of reference: no point sync without the model")
 
 
 def contains_point(volume: Volume, lps: np.ndarray) -> bool:

@@ -290,7 +290,7 @@ class CursorMapper:
                 target.set_slice(int(np.argmin(np.abs(target.volume.slice_z - along))))
                 target.set_cursor(CursorMark(mark.point))
             else:
-                target.set_cursor(CursorMark(None, float("nan"), False, OUTSIDE_SCAN))
+                target.set_cursor(CursorMark.outside(OUTSIDE_SCAN))
 
 
 class SyncGroup:

@@ -105,7 +105,7 @@ def test_the_uncertainty_circle_is_the_spheres_cut():
 
 def test_a_mark_is_shown_only_when_covered_and_answered():
     assert CursorMark((1.0, 2.0, 3.0)).shown
-    assert not CursorMark(None, float("nan"), False, OUTSIDE_SCAN).shown
+    assert not CursorMark.outside(OUTSIDE_SCAN).shown
     assert not CursorMark((1.0, 2.0, 3.0), pending=True).shown
 
 
@@ -168,6 +168,15 @@ def test_the_mapper_is_asked_once_for_every_target():
     group.cursor_mapper = Recording()
     drive(b, (0.0, 15.0, 40.0))
     assert asked == [(b, [a, c])]
+
+
+def test_the_same_answer_twice_is_no_change():
+    state = ViewportState(volume())
+    events: list[str] = []
+    state.changed.connect(events.append)
+    state.set_cursor(CursorMark.outside("the point lies outside the body"))
+    state.set_cursor(CursorMark.outside("the point lies outside the body"))
+    assert events == ["cursor"]
 
 
 def test_set_cursor_announces_changes_only():

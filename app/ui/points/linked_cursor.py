@@ -50,7 +50,7 @@ class _Request:
 
 def _covered_mark(match: PointMatch) -> CursorMark:
     if not match.in_coverage or match.prior_point is None:
-        return CursorMark(None, float("nan"), False, match.message or OUTSIDE_SCAN)
+        return CursorMark.outside(match.message or OUTSIDE_SCAN)
     return CursorMark(match.prior_point, float(match.radius_mm), True, "", match.confidence)
 
 
@@ -134,11 +134,9 @@ class LinkedCursor(QtCore.QObject, CursorMapper):
                     continue
                 status = self.pairs.status(source.volume, target.volume)
                 if status is None:
-                    target.set_cursor(
-                        CursorMark(None, float("nan"), False, PREPARING, pending=True)
-                    )
+                    target.set_cursor(CursorMark.outside(PREPARING, pending=True))
                 elif status.pair is None:
-                    target.set_cursor(CursorMark(None, float("nan"), False, status.message))
+                    target.set_cursor(CursorMark.outside(status.message))
                 else:
                     ready.append((target, status.pair))
         if mark is None or mark.point is None or not ready:
@@ -283,7 +281,7 @@ class LinkedCursor(QtCore.QObject, CursorMapper):
         with self.sync.held():
             for target, _ in request.targets:
                 if target in self.sync.viewports and target is not self.driver:
-                    target.set_cursor(CursorMark(None, float("nan"), False, message))
+                    target.set_cursor(CursorMark.outside(message))
         self.answered.emit(request.generation)
 
     def _start(self, pool, name, fn, on_success, on_failure, priority: int) -> None:
