@@ -160,6 +160,17 @@ def wait_painted(app, counter, before, which, t0, limit_s=2.0) -> None:
             return
 
 
+def idle_until_event(app) -> None:
+    """Sleep in the event loop until something arrives, as the app's GUI thread does.
+
+    A busy ``processEvents`` loop would hold the GIL the worker thread needs
+    and slow the very job it waits for.
+    """
+    from PySide6 import QtCore
+
+    app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
+
+
 def moved(views, marks, among=None) -> list[int]:
     """Viewports whose cursor changed since ``marks`` (only those repaint)."""
     pool = range(len(views)) if among is None else among
@@ -176,7 +187,7 @@ def main() -> int:
     parser.add_argument("--matrix", type=int, default=512)
     args = parser.parse_args()
 
-    from PySide6 import QtWidgets
+    from PySide6 import QtCore, QtWidgets
 
     from app.core.cursor import CursorMark, plane_position
     from app.core.state import Channel, SyncGroup, ViewportState
@@ -277,6 +288,8 @@ def main() -> int:
 
     # Linked cursor: a drag event through the channel, the job and the marks.
     linked = tool.linked
+    heartbeat = QtCore.QTimer()  # wakes the waiting loop should an answer never come
+    heartbeat.start(100)
     done: list[int] = []
     # Paint counts when each answer was written: the priors' next paint shows it.
     at_answer: dict[int, list[int]] = {}
@@ -289,7 +302,7 @@ def main() -> int:
         current.view_box.dragged_to.emit(pos.x_mm, pos.y_mm)
         generation = linked.generation
         while generation not in done:
-            app.processEvents()
+            idle_until_event(app)
             if time.perf_counter() - t0 > 5.0:
                 raise RuntimeError("no answer within 5 s")
         wait_painted(app, counter, at_answer[generation], moved(views, marks, priors), t0)
@@ -308,7 +321,7 @@ def main() -> int:
     marks = [v.state.cursor_mark for v in views]
     t_last = time.perf_counter()
     while last not in done:
-        app.processEvents()
+        idle_until_event(app)
         if time.perf_counter() - t_last > 5.0:
             raise RuntimeError("the last move got no answer within 5 s")
     wait_painted(app, counter, at_answer[last], moved(views, marks, priors), t_last)

@@ -316,3 +316,24 @@ def test_entering_the_mode_prepares_the_aligned_pairs(qtbot, dates):
         assert h.views[2].state.cursor_mark.message == OTHER_ANATOMY
     finally:
         h.close()
+
+
+def test_a_prior_in_a_side_plane_moves_its_plane_to_the_point(qtbot, harness, dates):
+    scans, pairs = dates
+    h = harness
+    prior = h.views[1]
+    prior.set_plane(Plane.CORONAL)
+    p = body_point_covered_by(scans, pairs, (1, 2), seed=4)
+    with qtbot.waitSignal(h.tool.linked.answered, timeout=20000):
+        click_at_point(h, h.views[0], p)
+    mark = prior.state.cursor_mark
+    assert mark.shown
+    col, row, _ = prior.state.volume.geometry.lps_to_index(np.array(mark.point))
+    assert prior.cursor_rc == (int(round(row)), int(round(col)))  # the coronal plane cuts it
+    overlay = h.tool.overlay(prior)
+    pos = plane_position(prior.state.volume, Plane.CORONAL, prior.cursor, np.array(mark.point))
+    assert abs(pos.offset_mm) <= prior.state.volume.geometry.spacing[1] / 2 + 1e-6
+    assert overlay.cross_position() == pytest.approx((pos.x_mm, pos.y_mm))
+    assert overlay.circle_radius_mm() == pytest.approx(
+        np.sqrt(mark.radius_mm**2 - pos.offset_mm**2), rel=1e-6
+    )
