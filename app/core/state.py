@@ -15,6 +15,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from app.core.cursor import NO_ENGINE_MARK, OUTSIDE_SCAN, CursorMark, contains_point
 from app.core.imaging import PRESETS, Window
 from app.core.observable import Signal
 from app.core.orientation import direction_label
@@ -23,6 +24,7 @@ from app.core.volume import Volume
 __all__ = [
     "Camera",
     "Channel",
+    "CursorMapper",
     "MatchInfo",
     "ViewportState",
     "SyncGroup",
@@ -138,6 +140,7 @@ class Channel(StrEnum):
     SLICE = "slice"  # anatomical slice level (driven by the matching engine)
     VOI = "voi"  # window/level
     CAMERA = "camera"  # zoom and pan
+    CURSOR = "cursor"  # the linked cursor, a point in LPS mm (driven by the point engine)
 
 
 @dataclass
@@ -153,7 +156,7 @@ class ViewportState:
     """State of one viewport: which slice of which volume, and how it is displayed.
 
     ``changed`` is emitted with the name of the field that changed
-    (``"slice"``, ``"window"``, ``"camera"``, ``"match"``, ``"overlay"``).
+    (``"slice"``, ``"window"``, ``"camera"``, ``"match"``, ``"overlay"``, ``"cursor"``).
     """
 
     def __init__(self, volume: Volume, window: Window | None = None) -> None:
@@ -165,6 +168,7 @@ class ViewportState:
         self._window = window or PRESETS["mediastinum"]
         self._camera = Camera()
         self.match: MatchInfo | None = None
+        self.cursor_mark: CursorMark | None = None
 
     # -- slice -----------------------------------------------------------------
     @property
@@ -187,6 +191,13 @@ class ViewportState:
     @property
     def slice_position_mm(self) -> float:
         return float(self.volume.slice_z[self._slice])
+
+    # -- linked cursor -----------------------------------------------------------
+    def set_cursor(self, mark: CursorMark | None) -> None:
+        """Show the linked cursor as ``mark`` (``None``: no cursor here)."""
+        if mark != self.cursor_mark:
+            self.cursor_mark = mark
+            self.changed.emit("cursor")
 
     # -- window ----------------------------------------------------------------
     @property
@@ -253,6 +264,35 @@ class SliceMapper:
         return k, None
 
 
+class CursorMapper:
+    """Answers the linked cursor's question: where is the driver's point in each target?
+
+    The default answers only where LPS coordinates mean the same anatomy: a
+    target in the driver's frame of reference (same non-empty
+    FrameOfReferenceUID) gets the same point, or "outside this scan" when its
+    volume does not hold it; any other target is told that it needs the point
+    engine, never given a guess. The point engine's mapper
+    (:class:`app.ui.points.linked_cursor.LinkedCursor`) answers in the
+    background and reports back through :meth:`ViewportState.set_cursor`.
+    """
+
+    def request(self, source: ViewportState, targets: list[ViewportState]) -> None:
+        """Give every target its mark for ``source``'s driving mark."""
+        mark = source.cursor_mark
+        frame = source.volume.info.frame_of_reference_uid
+        for target in targets:
+            if mark is None or mark.point is None:
+                target.set_cursor(None)
+            elif not frame or target.volume.info.frame_of_reference_uid != frame:
+                target.set_cursor(NO_ENGINE_MARK)
+            elif contains_point(target.volume, np.asarray(mark.point)):
+                along = float(np.asarray(mark.point) @ target.volume.geometry.normal)
+                target.set_slice(int(np.argmin(np.abs(target.volume.slice_z - along))))
+                target.set_cursor(CursorMark(mark.point))
+            else:
+                target.set_cursor(CursorMark.outside(OUTSIDE_SCAN))
+
+
 class SyncGroup:
     """Links viewports on typed channels; any member can drive.
 
@@ -264,6 +304,7 @@ class SyncGroup:
         self.viewports: list[ViewportState] = []
         self.enabled: dict[Channel, bool] = dict.fromkeys(Channel, False)
         self.slice_mapper: SliceMapper = SliceMapper()
+        self.cursor_mapper: CursorMapper = CursorMapper()
         self.toggled = Signal()  # (channel, on)
         self._propagating = False
         self._slots: dict[int, Callable[..., None]] = {}
@@ -311,6 +352,10 @@ class SyncGroup:
             return
         self._propagating = True
         try:
+            if channel is Channel.CURSOR:
+                # One request for every target: the point engine answers them in one job.
+                self.cursor_mapper.request(source, [t for t in self.viewports if t is not source])
+                return
             for target in self.viewports:
                 if target is source:
                     continue
@@ -325,8 +370,13 @@ class SyncGroup:
             self._propagating = False
 
     def _on_change(self, vp: ViewportState, what: str) -> None:
-        channel = {"slice": Channel.SLICE, "window": Channel.VOI, "camera": Channel.CAMERA}.get(
-            what
-        )
+        channel = {
+            "slice": Channel.SLICE,
+            "window": Channel.VOI,
+            "camera": Channel.CAMERA,
+            "cursor": Channel.CURSOR,
+        }.get(what)
+        if channel is Channel.CURSOR and not (vp.cursor_mark and vp.cursor_mark.driving):
+            return  # only the date the user placed the cursor on drives it
         if channel is not None and self.enabled[channel]:
             self.sync_from(vp, channel)

@@ -20,6 +20,8 @@ CONTROLS_HELP = (
     "(or the one last clicked); click a candidate row to jump to it\n"
     "A / C / G: axial, coronal, sagittal plane of the viewport under the mouse\n"
     "Right click a viewport: presets, plane, sync, saliency, export\n"
+    "P: linked cursor: click or drag on any date (any plane); every other date shows the "
+    "same spot with its uncertainty circle, or says it is outside that scan\n"
     "S: saliency overlay (where the model sees the match) on synced slices\n"
     "Ctrl+E: export the synced slices as one image · Ctrl+Shift+E: a slice range\n"
     "Ctrl+K: sketch query (draw an abnormality on a normal slice, find similar slices)\n"

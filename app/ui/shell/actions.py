@@ -126,6 +126,7 @@ class WindowActions:
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
         view_menu = menu_bar.addMenu("&View")
+        self.view_menu = view_menu  # tools add their toggles (the linked cursor)
         view_menu.addAction(self.reset_action)
         parts.presets.fill_menu(view_menu.addMenu("Window &presets"))
         view_menu.addSeparator()

@@ -34,6 +34,7 @@ from app.ui.export.actions import ExportActions
 from app.ui.loading.loader import Loader
 from app.ui.loading.volume_cache import VolumeCache
 from app.ui.pacs.hooks import install_pacs
+from app.ui.points.tool import LinkedCursorTool
 from app.ui.resources import icon
 from app.ui.saliency.overlay import SaliencyOverlay
 from app.ui.saliency.scheduler import SaliencyScheduler
@@ -55,6 +56,7 @@ from app.ui.sync.wiring import SyncWiring
 from app.ui.viewer.hanging import StudySlot
 from app.ui.viewer.hanging_controller import HangingController
 from app.ui.viewer.layouts import Layout
+from app.ui.viewer.mode_switch import ModeSwitch
 from app.ui.viewer.presets import PresetControls
 from app.ui.viewer.synced_part import SyncContext
 from app.ui.viewer.viewport import ViewportView
@@ -156,6 +158,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.docks.sketch_toggle,
         )
         self.actions_ = WindowActions(self, self, parts)
+        # Tools that take the left mouse button, one at a time (linked cursor, measurements).
+        self.modes = ModeSwitch(self.hanging, self)
+        self.linked_cursor = LinkedCursorTool(
+            self.sync, self.anatomy, self.hanging, self.modes, self
+        )
+        self.linked_cursor.add_to(
+            self.actions_.toolbar, before=self.saliency_view.action, menu=self.actions_.view_menu
+        )
         # File > Open from PACS... and File > PACS servers...: fetched studies come
         # back through open_paths, the same loading path as local folders.
         self.pacs_actions = install_pacs(self)
@@ -205,6 +215,8 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         self.anatomy.idle_changed.connect(self._on_idle_changed)
         self.view_events = ViewEvents(self, self)
+        self.hanging.view_added.connect(self.linked_cursor.attach)
+        self.hanging.view_removed.connect(self.linked_cursor.detach)
         self.hanging.shown_changed.connect(self._update_browser_marks)
         self.focus_return = FocusReturn(self, self, self.docks.holds_focus)
 
@@ -367,6 +379,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop background work and release viewports (idempotent)."""
         self.loader.shutdown()
         self.anatomy.shutdown()
+        self.linked_cursor.shutdown()
         self.saliency.shutdown()
         self.exports.shutdown()
         self.sketch_query.shutdown()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 
+import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.planes import Plane, cursor_at
@@ -145,6 +146,22 @@ class ViewportView(ViewportCanvas):
         if k != self.state.slice_index:
             self.state.set_slice(k)  # the level drives the other dates (slice sync)
         self._paint_crosshair()
+
+    def move_cursor(self, r: int, c: int) -> None:
+        """Put the MPR cursor's row and column at ``(r, c)`` (the level stays); the planes follow.
+
+        For a cursor placed from elsewhere (the linked cursor's answer for this
+        date), so that this date's coronal and sagittal planes cut through it.
+        """
+        _, rows, cols = self.state.volume.shape
+        rc = (int(np.clip(r, 0, rows - 1)), int(np.clip(c, 0, cols - 1)))
+        if rc == self.cursor_rc:
+            return
+        self.cursor_rc = rc
+        if self.plane is Plane.AXIAL:
+            self._paint_crosshair()
+        else:
+            self._paint_slice(new_image=True)
 
     # -- match candidates ------------------------------------------------------------
     def candidates(self) -> list[tuple[int, float]]:
