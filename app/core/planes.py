@@ -177,7 +177,8 @@ def plane_image(volume: Volume, plane: Plane, cursor: tuple[int, int, int]) -> n
     weight = (f - below).astype(np.float32)[:, None]
     lower = section[below].astype(np.float32)
     # lower + w (upper - lower): exact at the slices (w = 0) and linear between.
-    return lower + weight * (section[above].astype(np.float32) - lower)
+    image: np.ndarray = lower + weight * (section[above].astype(np.float32) - lower)
+    return image
 
 
 def reference_lines(
