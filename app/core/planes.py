@@ -28,6 +28,7 @@ __all__ = [
     "cursor_at",
     "plane_geometry",
     "plane_image",
+    "plane_index",
     "reference_lines",
 ]
 
@@ -148,6 +149,16 @@ def plane_geometry(volume: Volume, plane: Plane) -> PlaneGeometry:
     if plane is Plane.CORONAL:
         return PlaneGeometry((levels.rows, cols), (levels.row_mm, sx))
     return PlaneGeometry((levels.rows, rows), (levels.row_mm, sy))
+
+
+def plane_index(plane: Plane, cursor: tuple[int, int, int]) -> int:
+    """The component of ``cursor`` = ``(k, r, c)`` that selects ``plane``'s image.
+
+    The axial image depends only on ``k``, the coronal only on ``r``, the
+    sagittal only on ``c``: a cursor move that keeps it moves only lines.
+    """
+    k, r, c = cursor
+    return k if plane is Plane.AXIAL else r if plane is Plane.CORONAL else c
 
 
 def plane_image(volume: Volume, plane: Plane, cursor: tuple[int, int, int]) -> np.ndarray:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.core.planes import Plane, cursor_at, plane_geometry, plane_image, reference_lines
+from app.core.planes import (
+    Plane,
+    cursor_at,
+    plane_geometry,
+    plane_image,
+    plane_index,
+    reference_lines,
+)
 from app.core.volume import Geometry, Volume
 
 
@@ -105,3 +112,12 @@ def test_a_single_slice_series_has_a_one_row_reformat():
     v = volume(shape=(1, 4, 5), spacing=(0.5, 0.5, 5.0))
     assert plane_image(v, Plane.CORONAL, (0, 1, 1)).shape == (1, 5)
     assert cursor_at(v, Plane.CORONAL, (0, 1, 1), 0.2, 2.0) == (0, 1, 0)
+
+
+def test_the_plane_index_is_what_selects_the_image():
+    v = volume()
+    for plane in Plane:
+        base = plane_image(v, plane, (2, 1, 3))
+        for cursor in ((2, 1, 3), (4, 1, 3), (2, 3, 3), (2, 1, 0)):
+            same = plane_index(plane, cursor) == plane_index(plane, (2, 1, 3))
+            assert np.array_equal(plane_image(v, plane, cursor), base) == same
