@@ -48,6 +48,11 @@ class PlanePainter:
         self._pens: dict[tuple[int, int], QtGui.QPen] = {}
         self.renders = 0  # how many times a plane was windowed (tests, benchmarks)
 
+    @property
+    def shown_key(self) -> tuple[object, ...] | None:
+        """The :meth:`image_key` of the grey image on screen (None: an overlay, or nothing yet)."""
+        return self._image_key if self.image_item.image is not None else None
+
     def image_key(self, state: ViewportState, plane: Plane) -> tuple[object, ...]:
         """What the grey image of ``plane`` depends on."""
         return (id(state.volume), plane, plane_index(plane, state.crosshair), state.window)

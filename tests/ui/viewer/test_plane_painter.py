@@ -31,6 +31,7 @@ def test_only_what_selects_the_image_redraws_it(painter):
     state.set_slice(3)  # the level moves only the level line of a coronal plane
     state.set_crosshair(3, state.crosshair_rc[0], 5)  # and so does the column
     assert not painter.show_plane(state, Plane.CORONAL)
+    assert painter.shown_key == painter.image_key(state, Plane.CORONAL)
     state.set_crosshair(3, 7, 5)  # a new row is a new coronal image
     assert painter.show_plane(state, Plane.CORONAL)
     assert not painter.show_plane(state, Plane.CORONAL)
@@ -40,6 +41,7 @@ def test_only_what_selects_the_image_redraws_it(painter):
     assert painter.renders == 4
     # An overlay replaces the grey image; going back redraws it.
     painter.show_overlay(np.zeros((32, 40, 3), np.uint8), state, Plane.AXIAL)
+    assert painter.shown_key is None
     assert painter.show_plane(state, Plane.AXIAL)
 
 
