@@ -79,14 +79,32 @@ class OutlinedLabel(QtWidgets.QLabel):
 
     def _render(self, text: str, fill: QtGui.QColor, ratio: float) -> QtGui.QPixmap:
         """The outlined ``text`` on a transparent pixmap the size of the label."""
+        glyphs = self._text_pixmap(text, _OUTLINE, ratio)
+        pixmap = self._blank(ratio)
+        painter = QtGui.QPainter(pixmap)
+        # The rim: the text in black copied at every offset within the outline's
+        # radius (blits of one drawing, far cheaper than stroking the text's path).
+        for dx, dy in _RIM_OFFSETS:
+            painter.drawPixmap(QtCore.QPointF(dx, dy), glyphs)
+        painter.drawPixmap(0, 0, self._text_pixmap(text, fill, ratio))
+        painter.end()
+        return pixmap
+
+    def _blank(self, ratio: float) -> QtGui.QPixmap:
         pixmap = QtGui.QPixmap(
             max(1, round(self.width() * ratio)), max(1, round(self.height() * ratio))
         )
         pixmap.setDevicePixelRatio(ratio)
         pixmap.fill(QtCore.Qt.GlobalColor.transparent)
+        return pixmap
+
+    def _text_pixmap(self, text: str, color: QtGui.QColor, ratio: float) -> QtGui.QPixmap:
+        """``text`` in ``color``, aligned as the label is, inside the outline's margin."""
+        pixmap = self._blank(ratio)
         painter = QtGui.QPainter(pixmap)
         painter.setRenderHint(QtGui.QPainter.RenderHint.TextAntialiasing)
         painter.setFont(self.font())
+        painter.setPen(color)
         metrics = self.fontMetrics()
         right = bool(self.alignment() & QtCore.Qt.AlignmentFlag.AlignRight)
         centre = bool(self.alignment() & QtCore.Qt.AlignmentFlag.AlignHCenter)
@@ -99,12 +117,6 @@ class OutlinedLabel(QtWidgets.QLabel):
                 x = (self.width() - advance) // 2
             else:
                 x = OUTLINE_PX
-            # The rim: the glyphs in black at every offset within the outline's
-            # radius (cached glyphs, far cheaper than stroking the text's path).
-            painter.setPen(_OUTLINE)
-            for dx, dy in _RIM_OFFSETS:
-                painter.drawText(QtCore.QPointF(x + dx, y + dy), line)
-            painter.setPen(fill)
             painter.drawText(QtCore.QPointF(x, y), line)
             y += metrics.lineSpacing()
         painter.end()
