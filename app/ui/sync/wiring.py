@@ -133,6 +133,8 @@ class SyncWiring(QtCore.QObject):
             # The clicked viewport drives now: it no longer shows a match of its own.
             view.state.set_slice(view.state.slice_index, match=None)
             self.sync.sync_from(view.state, Channel.SLICE)
+            # Their MPR crosshairs follow too, on the levels just mapped.
+            self.sync.follow_crosshair(view.state)
             self.driven.emit()
 
     def show_progress(self) -> None:
