@@ -113,7 +113,7 @@ class PlanePainter:
                 continue
             shown = self._lines.get(id(line))
             if shown is None or shown[0] != wanted[0]:
-                line.setPos(wanted[0])
+                _move(line, wanted[0])
             if shown is None or shown[1] != style:
                 line.setPen(self._pen(style))
             if shown is None or shown[2] != visible:
@@ -127,3 +127,18 @@ class PlanePainter:
             pen = pg.mkPen(color, width=style[1])
             self._pens[style] = pen
         return pen
+
+
+def _move(line: pg.InfiniteLine, pos: float) -> None:
+    """Move ``line`` to ``pos`` and repaint where it was.
+
+    Qt does not repaint the area an InfiniteLine leaves inside a pyqtgraph
+    ViewBox (seen under X11: the old lines stayed on screen next to the new
+    ones until something else repainted there), so the old area is asked for
+    explicitly; it is a one-pixel strip, far cheaper than repainting the view.
+    """
+    scene = line.scene()
+    old = line.mapRectToScene(line.boundingRect()) if scene is not None else None
+    line.setPos(pos)
+    if scene is not None and old is not None and line.isVisible():
+        scene.update(old)
