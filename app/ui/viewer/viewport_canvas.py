@@ -205,9 +205,15 @@ class ViewportCanvas(QtWidgets.QFrame):
         self.legend_label.show()
 
     def _on_crosshair_moved(self) -> None:
-        """The cursor moved (here, or on another date by sync): redraw only what changed."""
-        if self.painter.image_key(self.state, self.plane) != self.painter.shown_key:
-            self._paint_slice()  # a new coronal row or sagittal column: a new picture
+        """The cursor moved (here, or on another date by sync): redraw only what changed.
+
+        An axial image depends only on the level, which its ``"slice"`` event
+        repaints (so a saliency overlay stays while the cursor moves within its
+        slice); a coronal or sagittal one on the cursor's row or column.
+        """
+        key = self.painter.image_key(self.state, self.plane)
+        if self.plane is not Plane.AXIAL and key != self.painter.shown_key:
+            self._paint_slice()
         else:
             self._paint_crosshair()
 

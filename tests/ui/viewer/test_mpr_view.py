@@ -116,3 +116,14 @@ def test_titles_elide_in_the_middle_with_the_full_title_as_tooltip(qtbot):
     assert "…" in shown and shown.startswith("2024") and shown.endswith("B70f")
     assert v.header.toolTip() == title
     v.detach()
+
+
+def test_a_cursor_move_within_the_slice_keeps_the_saliency_overlay(view):
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    view.set_overlay(rgb, key="pair", caption="saliency")
+    k, r, c = view.cursor
+    view.state.set_crosshair(k, r + 5, c - 5)
+    assert view.overlay is not None and view.overlay_key == "pair"
+    assert view.vline.value() == pytest.approx((c - 5 + 0.5) * 0.8)
+    view.state.set_crosshair(k + 1, r, c)  # a new level is a new slice: the overlay goes
+    assert view.overlay is None
