@@ -28,6 +28,7 @@ __all__ = [
     "cursor_at",
     "plane_geometry",
     "plane_image",
+    "plane_index",
     "reference_lines",
 ]
 
@@ -66,6 +67,41 @@ class PlaneGeometry:
         return self.shape[1] * self.pixel_mm[1], self.shape[0] * self.pixel_mm[0]
 
 
+@dataclass(frozen=True)
+class _Levels:
+    """The vertical axis of a coronal or sagittal image: which level each image row shows.
+
+    Row ``i`` (0 at the top, the head) shows the fractional slice
+    ``(n - 1) - i * step``; ``step`` is 1 for series as thin as their pixels
+    and below 1 for thick ones, whose rows are then interpolated between
+    slices so that the image rows are about as far apart as its columns.
+    """
+
+    n: int
+    rows: int
+    row_mm: float
+
+    @property
+    def step(self) -> float:
+        """Slices per image row."""
+        return (self.n - 1) / (self.rows - 1) if self.rows > 1 else 1.0
+
+    def fractional_slices(self) -> np.ndarray:
+        """``(rows,)`` float64: the fractional slice index shown by each image row."""
+        f = (self.n - 1) - np.arange(self.rows, dtype=np.float64) * self.step
+        # Rows that fall on a slice show exactly that slice (no 0.999... weights).
+        snapped = np.rint(f)
+        return np.where(np.abs(f - snapped) < 1e-9, snapped, f)
+
+    def row_of_slice(self, k: float) -> float:
+        """The (fractional) image row at which slice ``k`` lies."""
+        return ((self.n - 1) - k) / self.step
+
+    def slice_of_row(self, i: float) -> int:
+        """The slice nearest to (fractional) image row ``i``, clipped to the volume."""
+        return int(np.clip(np.floor((self.n - 1) - i * self.step + 0.5), 0, self.n - 1))
+
+
 def _slice_spacing(volume: Volume) -> float:
     z = np.asarray(volume.slice_z, dtype=np.float64)
     if len(z) > 1:
@@ -74,22 +110,66 @@ def _slice_spacing(volume: Volume) -> float:
     return float(volume.geometry.spacing[2])
 
 
-def plane_geometry(volume: Volume, plane: Plane) -> PlaneGeometry:
-    """Shape and pixel size of ``volume``'s images in ``plane``."""
-    n, rows, cols = volume.shape
-    sx, sy = (float(s) for s in volume.geometry.spacing[:2])
+def _levels(volume: Volume, column_mm: float) -> _Levels:
+    """The vertical axis of ``volume``'s reformats whose columns are ``column_mm`` apart."""
+    n = volume.n_slices
     sz = _slice_spacing(volume)
+    if n < 2 or sz <= column_mm:
+        return _Levels(n, n, sz)
+    # Thick slices: as many rows as make the row spacing the column spacing
+    # (the span from the first to the last slice centre stays exact).
+    span = (n - 1) * sz
+    rows = max(n, int(np.ceil(span / column_mm)) + 1)
+    return _Levels(n, rows, span / (rows - 1))
+
+
+def _in_plane_mm(volume: Volume) -> tuple[float, float]:
+    """``(column spacing, row spacing)`` of the axial slices in mm."""
+    sx, sy = (float(s) for s in volume.geometry.spacing[:2])
+    return sx, sy
+
+
+def _plane_levels(volume: Volume, plane: Plane) -> _Levels:
+    sx, sy = _in_plane_mm(volume)
+    return _levels(volume, sx if plane is Plane.CORONAL else sy)
+
+
+def plane_geometry(volume: Volume, plane: Plane) -> PlaneGeometry:
+    """Shape and pixel size of ``volume``'s images in ``plane``.
+
+    Coronal and sagittal images of series thicker than their pixels have more
+    rows than the series has slices (see :func:`plane_image`), so that their
+    pixels are about square and their physical aspect is right.
+    """
+    _, rows, cols = volume.shape
+    sx, sy = _in_plane_mm(volume)
     if plane is Plane.AXIAL:
         return PlaneGeometry((rows, cols), (sy, sx))
+    levels = _plane_levels(volume, plane)
     if plane is Plane.CORONAL:
-        return PlaneGeometry((n, cols), (sz, sx))
-    return PlaneGeometry((n, rows), (sz, sy))
+        return PlaneGeometry((levels.rows, cols), (levels.row_mm, sx))
+    return PlaneGeometry((levels.rows, rows), (levels.row_mm, sy))
+
+
+def plane_index(plane: Plane, cursor: tuple[int, int, int]) -> int:
+    """The component of ``cursor`` = ``(k, r, c)`` that selects ``plane``'s image.
+
+    The axial image depends only on ``k``, the coronal only on ``r``, the
+    sagittal only on ``c``: a cursor move that keeps it moves only lines.
+    """
+    k, r, c = cursor
+    return k if plane is Plane.AXIAL else r if plane is Plane.CORONAL else c
 
 
 def plane_image(volume: Volume, plane: Plane, cursor: tuple[int, int, int]) -> np.ndarray:
-    """The 2-D HU image of ``plane`` through ``cursor`` = ``(k, r, c)`` (a view, not a copy).
+    """The 2-D HU image of ``plane`` through ``cursor`` = ``(k, r, c)``, head up.
 
-    Out-of-range cursor components are clipped to the volume.
+    The axial image is the slice itself (a view). Coronal and sagittal images
+    of series as thin as their pixels are views too (one row per slice); of
+    thicker series they are ``float32``, each row interpolated linearly
+    between the two nearest slices (shape from :func:`plane_geometry`), so
+    that a 5 mm series does not show 5 mm blocks. Out-of-range cursor
+    components are clipped to the volume.
     """
     n, rows, cols = volume.shape
     k = int(np.clip(cursor[0], 0, n - 1))
@@ -98,9 +178,21 @@ def plane_image(volume: Volume, plane: Plane, cursor: tuple[int, int, int]) -> n
     v = volume.voxels
     if plane is Plane.AXIAL:
         return np.asarray(v[k])
-    if plane is Plane.CORONAL:
-        return v[::-1, r, :]  # head (last slice) at the top
-    return v[::-1, :, c]
+    section = v[:, r, :] if plane is Plane.CORONAL else v[:, :, c]  # (n, width)
+    levels = _plane_levels(volume, plane)
+    if levels.rows == n:
+        return section[::-1]  # head (last slice) at the top
+    # One pass over the (for a sagittal plane, widely strided) voxels, then the
+    # row gathers below read a compact copy: 3-4 times faster for sagittal planes.
+    section = np.ascontiguousarray(section)
+    f = levels.fractional_slices()
+    below = np.minimum(np.floor(f).astype(np.intp), n - 1)
+    above = np.minimum(below + 1, n - 1)
+    weight = (f - below).astype(np.float32)[:, None]
+    lower = section[below].astype(np.float32)
+    # lower + w (upper - lower): exact at the slices (w = 0) and linear between.
+    image: np.ndarray = lower + weight * (section[above].astype(np.float32) - lower)
+    return image
 
 
 def reference_lines(
@@ -110,15 +202,15 @@ def reference_lines(
 
     Axial: the sagittal plane at x, the coronal plane at y. Coronal: the
     sagittal plane at x, the axial level at y. Sagittal: the coronal plane at
-    x, the axial level at y. Lines run through pixel centres.
+    x, the axial level at y. Lines run through pixel centres (the level line
+    through the row that shows slice ``k`` exactly).
     """
-    n = volume.shape[0]
     k, r, c = cursor
     geo = plane_geometry(volume, plane)
     row_mm, col_mm = geo.pixel_mm
     if plane is Plane.AXIAL:
         return (c + 0.5) * col_mm, (r + 0.5) * row_mm
-    level_y = (n - 1 - k + 0.5) * row_mm
+    level_y = (_plane_levels(volume, plane).row_of_slice(k) + 0.5) * row_mm
     if plane is Plane.CORONAL:
         return (c + 0.5) * col_mm, level_y
     return (r + 0.5) * col_mm, level_y
@@ -127,8 +219,11 @@ def reference_lines(
 def cursor_at(
     volume: Volume, plane: Plane, cursor: tuple[int, int, int], x_mm: float, y_mm: float
 ) -> tuple[int, int, int]:
-    """The cursor after a click at ``(x_mm, y_mm)`` in ``plane`` (the plane's own index kept)."""
-    n, rows, cols = volume.shape
+    """The cursor after a click at ``(x_mm, y_mm)`` in ``plane`` (the plane's own index kept).
+
+    In a coronal or sagittal image the level is the slice nearest to the
+    clicked height.
+    """
     geo = plane_geometry(volume, plane)
     row_mm, col_mm = geo.pixel_mm
     i = int(np.clip(np.floor(y_mm / row_mm), 0, geo.shape[0] - 1))
@@ -136,6 +231,7 @@ def cursor_at(
     k, r, c = cursor
     if plane is Plane.AXIAL:
         return k, i, j
+    level = _plane_levels(volume, plane).slice_of_row(y_mm / row_mm - 0.5)
     if plane is Plane.CORONAL:
-        return n - 1 - i, r, j
-    return n - 1 - i, j, c
+        return level, r, j
+    return level, j, c

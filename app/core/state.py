@@ -15,6 +15,7 @@ from enum import StrEnum
 
 import numpy as np
 
+from app.core.crosshair import BodyBoxMapper, CrosshairMapper
 from app.core.cursor import NO_ENGINE_MARK, OUTSIDE_SCAN, CursorMark, contains_point
 from app.core.imaging import PRESETS, Window
 from app.core.observable import Signal
@@ -156,7 +157,8 @@ class ViewportState:
     """State of one viewport: which slice of which volume, and how it is displayed.
 
     ``changed`` is emitted with the name of the field that changed
-    (``"slice"``, ``"window"``, ``"camera"``, ``"match"``, ``"overlay"``, ``"cursor"``).
+    (``"slice"``, ``"window"``, ``"camera"``, ``"match"``, ``"overlay"``,
+    ``"crosshair"``, ``"cursor"``).
     """
 
     def __init__(self, volume: Volume, window: Window | None = None) -> None:
@@ -169,6 +171,10 @@ class ViewportState:
         self._camera = Camera()
         self.match: MatchInfo | None = None
         self.cursor_mark: CursorMark | None = None
+        _, rows, cols = volume.shape
+        # Row and column of the MPR cursor (its level is the slice): where this
+        # date's coronal and sagittal planes cut it.
+        self._crosshair_rc = (rows // 2, cols // 2)
 
     # -- slice -----------------------------------------------------------------
     @property
@@ -198,6 +204,33 @@ class ViewportState:
         if mark != self.cursor_mark:
             self.cursor_mark = mark
             self.changed.emit("cursor")
+
+    # -- MPR cursor --------------------------------------------------------------
+    @property
+    def crosshair_rc(self) -> tuple[int, int]:
+        """``(row, column)`` of the MPR cursor on the current slice."""
+        return self._crosshair_rc
+
+    @property
+    def crosshair(self) -> tuple[int, int, int]:
+        """The MPR cursor ``(slice, row, column)``; its slice is the (synced) level."""
+        return self._slice, self._crosshair_rc[0], self._crosshair_rc[1]
+
+    def set_crosshair(self, k: int, r: int, c: int) -> None:
+        """Move the MPR cursor: the level first (``"slice"``), then ``"crosshair"``.
+
+        ``"crosshair"`` is emitted when anything moved, the level included: a
+        sync group maps the other dates' levels on ``"slice"``, then their rows
+        and columns (which depend on the level) on ``"crosshair"``. Scrolling
+        (:meth:`set_slice`) moves only the level. Values are clipped to the volume.
+        """
+        before = self.crosshair
+        if int(k) != self._slice:
+            self.set_slice(k)
+        _, rows, cols = self.volume.shape
+        self._crosshair_rc = (int(np.clip(r, 0, rows - 1)), int(np.clip(c, 0, cols - 1)))
+        if self.crosshair != before:
+            self.changed.emit("crosshair")
 
     # -- window ----------------------------------------------------------------
     @property
@@ -305,6 +338,9 @@ class SyncGroup:
         self.enabled: dict[Channel, bool] = dict.fromkeys(Channel, False)
         self.slice_mapper: SliceMapper = SliceMapper()
         self.cursor_mapper: CursorMapper = CursorMapper()
+        # Maps the MPR crosshair's row and column between dates (the level goes
+        # by slice_mapper); the point engine can replace it.
+        self.crosshair_mapper: CrosshairMapper = BodyBoxMapper()
         self.toggled = Signal()  # (channel, on)
         self._propagating = False
         self._slots: dict[int, Callable[..., None]] = {}
@@ -369,7 +405,28 @@ class SyncGroup:
         finally:
             self._propagating = False
 
+    def follow_crosshair(self, source: ViewportState) -> None:
+        """Move every other member's crosshair row and column to ``source``'s (its level stays).
+
+        Part of anatomical sync: it runs on a crosshair move while ``SLICE`` is on.
+        """
+        if self._propagating:
+            return
+        self._propagating = True
+        try:
+            for target in self.viewports:
+                if target is not source:
+                    r, c = self.crosshair_mapper.map(
+                        source.volume, source.crosshair, target.volume, target.slice_index
+                    )
+                    target.set_crosshair(target.slice_index, r, c)
+        finally:
+            self._propagating = False
+
     def _on_change(self, vp: ViewportState, what: str) -> None:
+        if what == "crosshair" and self.enabled[Channel.SLICE]:
+            self.follow_crosshair(vp)
+            return
         channel = {
             "slice": Channel.SLICE,
             "window": Channel.VOI,

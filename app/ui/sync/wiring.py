@@ -121,6 +121,8 @@ class SyncWiring(SyncedPart):
             # The clicked viewport drives now: it no longer shows a match of its own.
             view.state.set_slice(view.state.slice_index, match=None)
             self.sync.sync_from(view.state, Channel.SLICE)
+            # Their MPR crosshairs follow too, on the levels just mapped.
+            self.sync.follow_crosshair(view.state)
             self.driven.emit()
 
     def show_progress(self) -> None:

@@ -23,14 +23,18 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 
-import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.planes import Plane, cursor_at
 from app.core.state import ViewportState
 from app.ui.viewer.candidate_list import offered_candidates
 from app.ui.viewer.elided_label import ElidedLabel
-from app.ui.viewer.slice_view_box import PAGE_STEP, ZOOM_STEP, InteractionMode, handle_key
+from app.ui.viewer.slice_view_box import (
+    PAGE_STEP,
+    ZOOM_STEP,
+    InteractionMode,
+    handle_key,
+)
 from app.ui.viewer.viewport_canvas import DIMMED_OPACITY, ViewportCanvas
 from app.ui.viewer.viewport_text import OUTSIDE_TEXT
 
@@ -110,7 +114,7 @@ class ViewportView(ViewportCanvas):
             return
         self.plane = plane
         self._paint_orientation()
-        self._paint_slice(new_image=True)
+        self._paint_slice()
         self._apply_camera()
         self.plane_changed.emit(self)
 
@@ -138,14 +142,10 @@ class ViewportView(ViewportCanvas):
         self._mode_handlers[self.view_box.mode](x_mm, y_mm)
 
     def _place_cursor(self, x_mm: float, y_mm: float) -> None:
-        k, r, c = cursor_at(self.state.volume, self.plane, self.cursor, x_mm, y_mm)
-        moved_plane = self.plane is Plane.AXIAL and (r, c) != self.cursor_rc
-        self.cursor_rc = (r, c)
-        if moved_plane:
-            self.plane_changed.emit(self)  # the cursor moved: reference lines elsewhere follow
-        if k != self.state.slice_index:
-            self.state.set_slice(k)  # the level drives the other dates (slice sync)
-        self._paint_crosshair()
+        # The level drives the other dates (slice sync), then their rows and
+        # columns follow (the sync group's crosshair mapper); the repaint comes
+        # from the state's "slice" and "crosshair" events.
+        self.state.set_crosshair(*cursor_at(self.state.volume, self.plane, self.cursor, x_mm, y_mm))
 
     def move_cursor(self, r: int, c: int) -> None:
         """Put the MPR cursor's row and column at ``(r, c)`` (the level stays); the planes follow.
@@ -153,15 +153,9 @@ class ViewportView(ViewportCanvas):
         For a cursor placed from elsewhere (the linked cursor's answer for this
         date), so that this date's coronal and sagittal planes cut through it.
         """
-        _, rows, cols = self.state.volume.shape
-        rc = (int(np.clip(r, 0, rows - 1)), int(np.clip(c, 0, cols - 1)))
-        if rc == self.cursor_rc:
-            return
-        self.cursor_rc = rc
-        if self.plane is Plane.AXIAL:
-            self._paint_crosshair()
-        else:
-            self._paint_slice(new_image=True)
+        # The state clips and announces "crosshair"; the canvas repaints from it. The
+        # caller holds the sync group, so the other dates do not follow this move.
+        self.state.set_crosshair(self.state.slice_index, r, c)
 
     # -- match candidates ------------------------------------------------------------
     def candidates(self) -> list[tuple[int, float]]:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
-from app.core.imaging import window_to_uint8
-from app.core.planes import Plane, plane_geometry, plane_image, reference_lines
+from app.core.planes import Plane, plane_geometry
 from app.core.state import ViewportState
 from app.ui.viewer.candidate_list import CandidateList, offered_candidates
 from app.ui.viewer.coverage import outside_text, shows_outside_level
 from app.ui.viewer.elided_label import ElidedLabel
 from app.ui.viewer.overlay_labels import orientation_letters, overlay_label
 from app.ui.viewer.overlay_layout import place_overlays
+from app.ui.viewer.plane_painter import CROSSHAIR_COLOR, PlanePainter
 from app.ui.viewer.slice_view_box import PAGE_STEP, SliceViewBox
 from app.ui.viewer.viewport_text import (
     OUTSIDE_TEXT,
@@ -37,8 +37,6 @@ __all__ = ["DIMMED_OPACITY", "ViewportCanvas"]
 # The nearest end slice of a scan that does not cover the level stays visible
 # (it is the closest thing there is) but dimmed, so nobody reads it as a match.
 DIMMED_OPACITY = 0.4
-_CROSSHAIR = QtGui.QColor(136, 192, 208, 170)
-_LEVEL_OUTSIDE = QtGui.QColor(235, 203, 139)
 
 
 class ViewportCanvas(QtWidgets.QFrame):
@@ -66,10 +64,6 @@ class ViewportCanvas(QtWidgets.QFrame):
         self.setProperty("active", False)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.plane = Plane.AXIAL
-        _, rows, cols = state.volume.shape
-        # The cursor's row and column (the level is the state's slice): where the
-        # coronal and sagittal planes cut this series.
-        self.cursor_rc = (rows // 2, cols // 2)
         # The two reference lines in every plane (View ▸ Crosshair); the level line
         # of a coronal or sagittal plane shows regardless.
         self.crosshair_visible = False
@@ -89,10 +83,15 @@ class ViewportCanvas(QtWidgets.QFrame):
         # Per-viewport overlay items in image mm (measurements, linked cursor) go here.
         self.overlay_items = pg.ItemGroup()
         self.view_box.addItem(self.overlay_items)
-        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(_CROSSHAIR, width=1))
-        self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(_CROSSHAIR, width=1))
+        self.vline = pg.InfiniteLine(
+            angle=90, movable=False, pen=pg.mkPen(CROSSHAIR_COLOR, width=1)
+        )
+        self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(CROSSHAIR_COLOR, width=1))
         for line in (self.vline, self.hline):
             self.view_box.addItem(line, ignoreBounds=True)
+        # Redraws the image and lines only when what they show changed.
+        self.painter = PlanePainter(self.image_item, self.vline, self.hline)
+        self._overlay_places: tuple[object, ...] | None = None
 
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Vertical)
         # Slice index grows toward the head, so the slider's top is superior.
@@ -143,8 +142,13 @@ class ViewportCanvas(QtWidgets.QFrame):
     # viewport; Qt itself calls the C++ method, never this Python attribute.
     @property
     def cursor(self) -> tuple[int, int, int]:  # type: ignore[override]
-        """``(slice, row, column)`` of the cursor; the slice is the state's (synced) level."""
-        return self.state.slice_index, self.cursor_rc[0], self.cursor_rc[1]
+        """``(slice, row, column)`` of the MPR cursor (the state's crosshair; the slice is the level)."""
+        return self.state.crosshair
+
+    @property
+    def cursor_rc(self) -> tuple[int, int]:
+        """The cursor's row and column: where the coronal and sagittal planes cut this series."""
+        return self.state.crosshair_rc
 
     def set_crosshair_visible(self, visible: bool) -> None:
         """Show or hide the reference lines of the other two planes."""
@@ -155,8 +159,10 @@ class ViewportCanvas(QtWidgets.QFrame):
     def _on_state_changed(self, what: str) -> None:
         if what == "slice":
             self._paint_slice()
+        elif what == "crosshair":
+            self._on_crosshair_moved()
         elif what == "window":
-            self._paint_slice(new_image=True)
+            self._paint_slice()
             self._paint_window_text()
         elif what == "camera":
             self._apply_camera()
@@ -200,21 +206,32 @@ class ViewportCanvas(QtWidgets.QFrame):
         )
         self.legend_label.show()
 
+    def _on_crosshair_moved(self) -> None:
+        """The cursor moved (here, or on another date by sync): redraw only what changed.
+
+        An axial image depends only on the level, which its ``"slice"`` event
+        repaints (so a saliency overlay stays while the cursor moves within its
+        slice); a coronal or sagittal one on the cursor's row or column.
+        """
+        key = self.painter.image_key(self.state, self.plane)
+        if self.plane is not Plane.AXIAL and key != self.painter.shown_key:
+            self._paint_slice()
+        else:
+            self._paint_crosshair()
+
     def _set_image(self) -> None:
-        image = self.overlay if self.overlay is not None else self.windowed_image()
-        self.image_item.setImage(image, autoLevels=False, levels=(0, 255))
+        if self.overlay is not None:
+            self.painter.show_overlay(self.overlay, self.state, self.plane)
+        else:
+            self.painter.show_plane(self.state, self.plane)
 
     def windowed_slice(self) -> np.ndarray:
         """The uint8 axial slice for the current level and window (image math in the core)."""
-        return window_to_uint8(self.state.volume.slice(self.state.slice_index), self.state.window)
+        return self.painter.windowed(self.state, Plane.AXIAL)
 
     def windowed_image(self) -> np.ndarray:
         """The uint8 image of the plane shown, in the current window."""
-        if self.plane is Plane.AXIAL:
-            return self.windowed_slice()
-        return window_to_uint8(
-            plane_image(self.state.volume, self.plane, self.cursor), self.state.window
-        )
+        return self.painter.windowed(self.state, self.plane)
 
     def plane_extent_mm(self) -> tuple[float, float]:
         """``(width, height)`` in mm of the plane shown."""
@@ -222,24 +239,18 @@ class ViewportCanvas(QtWidgets.QFrame):
             return self.state.extent_mm
         return plane_geometry(self.state.volume, self.plane).extent_mm
 
-    def _set_image_rect(self) -> None:
-        width_mm, height_mm = self.plane_extent_mm()
-        # The item spans the image's physical size, so non-square pixels keep their aspect.
-        self.image_item.setRect(QtCore.QRectF(0.0, 0.0, width_mm, height_mm))
+    def _paint_slice(self) -> None:
+        """Repaint after a change of level, window, plane or cursor.
 
-    def _paint_slice(self, new_image: bool = False) -> None:
-        """Repaint after a level change (``new_image``: the picture itself changed too).
-
-        Coronal and sagittal images do not depend on the level (only their
-        level line moves), so scrolling repaints them without re-windowing.
+        The painter windows the image again only when it changed: coronal and
+        sagittal images do not depend on the level (only their level line
+        moves), so scrolling repaints them without re-windowing.
         """
         self.overlay = None
         self.overlay_key = None
         self.overlay_caption = ""
         self.legend_label.hide()
-        if new_image or self.plane is Plane.AXIAL or self.image_item.image is None:
-            self._set_image()
-        self._set_image_rect()
+        self._set_image()
         if self.slider.value() != self.state.slice_index:
             blocked = self.slider.blockSignals(True)
             self.slider.setValue(self.state.slice_index)
@@ -248,16 +259,13 @@ class ViewportCanvas(QtWidgets.QFrame):
         self._paint_slice_text()
 
     def _paint_crosshair(self) -> None:
-        x, y = reference_lines(self.state.volume, self.plane, self.cursor)
-        self.vline.setPos(x)
-        self.hline.setPos(y)
-        outside = self.shows_outside_level()
         # The level line is what the sync moves; amber when the level is not imaged.
-        level = self.hline if self.plane is not Plane.AXIAL else None
-        for line in (self.vline, self.hline):
-            color = _LEVEL_OUTSIDE if (line is level and outside) else _CROSSHAIR
-            line.setPen(pg.mkPen(color, width=2 if line is level else 1))
-            line.setVisible(self.crosshair_visible or line is level)
+        self.painter.place_lines(
+            self.state,
+            self.plane,
+            crosshair=self.crosshair_visible,
+            outside=self.shows_outside_level(),
+        )
 
     def _paint_orientation(self) -> None:
         for edge, text in plane_letters(self.state.orientation_labels, self.plane).items():
@@ -308,6 +316,25 @@ class ViewportCanvas(QtWidgets.QFrame):
 
     def _place_overlays(self) -> None:
         host = self.graphics.viewport()
+        labels = (
+            self.slice_label,
+            self.window_label,
+            self.zoom_label,
+            self.banner,
+            self.sync_label,
+            self.candidates_label,
+            self.legend_label,
+            *self.orientation_labels.values(),
+        )
+        # Placing sizes and moves every label; skip it when nothing it depends on changed.
+        places = (
+            host.width(),
+            host.height(),
+            *((w.text(), w.isHidden()) for w in labels),
+        )
+        if places == self._overlay_places:
+            return
+        self._overlay_places = places
         place_overlays(
             host.width(),
             host.height(),

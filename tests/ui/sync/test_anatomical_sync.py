@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from fakes import FakeBackend
 from input_events import wheel
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtTest
 from sync_helpers import click, open_patient, show_slice_unsynced
 
-from app.core.planes import Plane
+from app.core.crosshair import BodyBoxMapper
+from app.core.planes import Plane, reference_lines
 from app.core.state import Channel
 from app.ml.anatomy.index import IndexCache
 from app.ml.anatomy.sync_service import SyncEngine
@@ -232,11 +233,27 @@ def test_sync_drives_the_level_line_of_every_plane(synced, patient):
     show_slice_unsynced(synced, states[0], 60)
     click(synced.views[0])
     for view in (prior_coronal, prior_sagittal):
-        k = view.state.slice_index
         assert view.state.match is not None
-        n = view.state.volume.n_slices
-        row_mm = view.plane_extent_mm()[1] / n
-        assert view.hline.value() == pytest.approx((n - 1 - k + 0.5) * row_mm)
+        _, level_y = reference_lines(view.state.volume, view.plane, view.cursor)
+        assert view.hline.value() == pytest.approx(level_y)
+
+
+def test_a_click_moves_the_priors_crosshairs_to_the_same_place_in_the_body(synced):
+    states = synced.viewport_states()
+    show_slice_unsynced(synced, states[0], 60)
+    before = [state.crosshair_rc for state in states]
+    host = synced.views[0].graphics.viewport()
+    # Off the middle of the current's axial image: up and to the left.
+    spot = QtCore.QPoint(host.width() * 2 // 5, host.height() * 2 // 5)
+    QtTest.QTest.mouseClick(host, Qt.MouseButton.LeftButton, pos=spot)
+    QtCore.QCoreApplication.processEvents()
+    assert states[0].crosshair_rc != before[0]
+    mapper = BodyBoxMapper()
+    for state, old in zip(states[1:], before[1:], strict=True):
+        expected = mapper.map(
+            states[0].volume, states[0].crosshair, state.volume, state.slice_index
+        )
+        assert state.crosshair_rc == expected != old
 
 
 def test_the_index_cache_is_reused_on_reopen(qtbot, patient, tmp_path):
