@@ -14,6 +14,7 @@ The numbers (length, area, HU statistics) are :mod:`app.core.measure`'s.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -35,11 +36,25 @@ __all__ = [
     "lps_to_image",
     "measurement_slice",
     "roi_stats",
+    "series_key",
     "snap_to_slice",
     "summary",
 ]
 
 Point3 = tuple[float, float, float]
+
+
+def series_key(volume: Volume) -> str:
+    """What a measurement names its series by: the series UID, else a hash of the source.
+
+    The hash keeps a file name (which may hold a patient's name) out of the
+    measurements file.
+    """
+    uid = volume.info.series_uid.strip()
+    if uid:
+        return uid
+    digest = hashlib.sha256(f"{volume.source}|{volume.shape}".encode()).hexdigest()[:24]
+    return f"source-{digest}"
 
 
 def _in_plane_matrix(volume: Volume) -> np.ndarray:

@@ -163,8 +163,8 @@ class MeasurementStore:
         if not self._undo:
             return False
         step = self._undo.pop()
+        self._redo.append(step)  # before the change is announced: listeners see the history
         self._apply(reversed([Change(c.id, c.after, c.before) for c in step]))
-        self._redo.append(step)
         return True
 
     def redo(self) -> bool:
@@ -172,8 +172,8 @@ class MeasurementStore:
         if not self._redo:
             return False
         step = self._redo.pop()
-        self._apply(step)
         self._undo.append(step)
+        self._apply(step)
         return True
 
     # -- internals -----------------------------------------------------------------
@@ -181,9 +181,9 @@ class MeasurementStore:
         return f"m{next(self._ids)}"
 
     def _apply_new(self, changes: list[Change]) -> None:
-        self._apply(changes)
         self._undo.append(tuple(changes))
         self._redo.clear()
+        self._apply(changes)
 
     def _apply(self, changes: Iterable[Change]) -> None:
         for c in changes:

@@ -15,7 +15,7 @@ slice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -117,12 +117,15 @@ class Rendered:
         Per panel, ``(x, y, width, height)`` of the slice in ``image``.
     caption_top
         First row of the caption bar.
+    footer
+        The lines under all panels (e.g. the follow-up table), as drawn.
     """
 
     image: np.ndarray
     captions: tuple[tuple[str, ...], ...]
     slice_boxes: tuple[tuple[int, int, int, int], ...]
     caption_top: int
+    footer: tuple[str, ...] = ()
 
 
 def _slice_rgb(panel: SlicePanel) -> np.ndarray:
@@ -229,6 +232,7 @@ def render_panels(
     date_style: DateStyle = "absolute",
     gap: int = GAP,
     style: TextStyle | None = None,
+    footer: Sequence[str] = (),
 ) -> Rendered:
     """Compose slices side by side with a caption bar under each.
 
@@ -246,6 +250,9 @@ def render_panels(
         Pixels of black between neighbouring slices.
     style
         Caption typography.
+    footer
+        Lines drawn under all panels across the full width (the follow-up
+        table), in a monospaced layout; none by default.
 
     Returns
     -------
@@ -280,7 +287,9 @@ def render_panels(
     n_lines = max(len(t) for t in texts)
     bar = 2 * style.padding + n_lines * style.line_height
     width = sum(s.shape[1] for s in slices) + gap * (len(slices) - 1)
-    canvas = np.zeros((top + bar, width, 3), dtype=np.uint8)
+    footer_lines = [ascii_text(line) for line in footer]
+    footer_h = (2 * style.padding + len(footer_lines) * style.line_height) if footer_lines else 0
+    canvas = np.zeros((top + bar + footer_h, width, 3), dtype=np.uint8)
 
     colours = {"heading": style.heading_color, "text": style.color, "warning": style.warning_color}
     (_, cap_h), _ = cv2.getTextSize("Ag", style.font, style.scale, style.thickness)
@@ -310,6 +319,35 @@ def render_panels(
             )
         captions.append(tuple(drawn))
         x += cols + gap
+    footer_drawn = _draw_footer(canvas, footer_lines, top + bar, style, cap_h)
     return Rendered(
-        image=canvas, captions=tuple(captions), slice_boxes=tuple(boxes), caption_top=top
+        image=canvas,
+        captions=tuple(captions),
+        slice_boxes=tuple(boxes),
+        caption_top=top,
+        footer=footer_drawn,
     )
+
+
+def _draw_footer(
+    canvas: np.ndarray, lines: list[str], y0: int, style: TextStyle, cap_h: int
+) -> tuple[str, ...]:
+    """Draw ``lines`` from row ``y0`` across the canvas (monospaced, so columns line up)."""
+    font = cv2.FONT_HERSHEY_PLAIN  # fixed advance per character
+    drawn = []
+    width = canvas.shape[1]
+    for i, text in enumerate(lines):
+        text = _fit(text, width - 2 * style.padding, replace(style, font=font, scale=1.0))
+        drawn.append(text)
+        baseline_y = y0 + style.padding + i * style.line_height + cap_h + 2
+        cv2.putText(
+            canvas,
+            text,
+            (style.padding, baseline_y),
+            font,
+            1.0,
+            style.heading_color if i == 0 else style.color,
+            style.thickness,
+            cv2.LINE_AA,
+        )
+    return tuple(drawn)

@@ -87,3 +87,13 @@ def test_replace_all_drops_history_and_selection():
     assert store.selected is None and not store.can_undo
     assert [f.name for f in store.findings()] == ["F7"]
     assert store.new_finding_name() == "F1"
+
+
+def test_listeners_see_the_history_of_the_change_they_hear_about():
+    store = MeasurementStore()
+    seen: list[tuple[bool, bool]] = []
+    store.changed.connect(lambda what: seen.append((store.can_undo, store.can_redo)))
+    store.add(line(10))
+    store.undo()
+    store.redo()
+    assert seen == [(True, False), (False, True), (True, False)]
