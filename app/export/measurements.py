@@ -51,16 +51,20 @@ def table_rows(findings: Sequence[Finding]) -> list[tuple[str, FollowUpRow]]:
 
 
 def table_lines(findings: Sequence[Finding]) -> list[str]:
-    """The follow-up table as text lines, a header first; ``[]`` without findings."""
+    """The follow-up table as tab-separated lines, a header first; ``[]`` without findings.
+
+    The cells: finding, date, long-axis diameter, change against the oldest
+    and against the previous date (the export's footer draws them in columns).
+    """
     rows = table_rows(findings)
     if not rows:
         return []
-    lines = ["FOLLOW-UP  finding  date        long axis  vs oldest  vs previous"]
+    lines = ["FOLLOW-UP\tdate\tlong axis\tvs oldest\tvs previous"]
     for name, row in rows:
         lines.append(
-            f"           {name:<8} {_date(row.study_date):<11} {row.diameter_mm:6.1f} mm  "
-            f"{format_change(row.change_vs_oldest_pct):>9}  "
-            f"{format_change(row.change_vs_previous_pct):>11}"
+            f"{name}\t{_date(row.study_date)}\t{row.diameter_mm:.1f} mm\t"
+            f"{format_change(row.change_vs_oldest_pct)}\t"
+            f"{format_change(row.change_vs_previous_pct)}"
         )
     return lines
 
