@@ -346,7 +346,9 @@ def _text_width(text: str, style: TextStyle) -> int:
 def _footer_columns(rows: list[list[str]], style: TextStyle) -> list[int]:
     """x offset of each column of the footer's tab-separated cells."""
     n = max((len(r) for r in rows), default=0)
-    widths = [max((_text_width(r[c], style) for r in rows if c < len(r)), default=0) for c in range(n)]
+    widths = [
+        max((_text_width(r[c], style) for r in rows if c < len(r)), default=0) for c in range(n)
+    ]
     xs, x = [], style.padding
     for w in widths:
         xs.append(x)
