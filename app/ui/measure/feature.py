@@ -17,7 +17,7 @@ from typing import Protocol
 
 from PySide6 import QtCore, QtWidgets
 
-from app.core.measure import Measurement
+from app.core.measure import Finding, Measurement
 from app.core.measure_slice import series_key
 from app.core.measure_store import MeasurementStore
 from app.core.state import SyncGroup, ViewportState
@@ -116,6 +116,13 @@ class Measurements(QtCore.QObject):
     def measurements_of(self, volume: Volume) -> list[Measurement]:
         """The measurements on ``volume``'s series (for the export)."""
         return [m for _, m in self.store.items(series_key(volume))]
+
+    def findings_of(self, volumes: list[Volume]) -> list[Finding]:
+        """The findings measured on any of ``volumes`` (the export's table)."""
+        keys = {series_key(v) for v in volumes}
+        return [
+            f for f in self.store.findings() if any(m.series_uid in keys for m in f.measurements)
+        ]
 
     def shutdown(self) -> None:
         self.propagator.shutdown()

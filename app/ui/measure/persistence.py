@@ -18,19 +18,21 @@ from PySide6 import QtCore
 
 from app.core.measure_store import MeasurementStore
 from app.io.catalog import PatientGroup
-from app.io.measurements_file import MeasurementsFile, MeasurementsFileError, measurements_path
+from app.io.measurements_file import (
+    MeasurementsFile,
+    MeasurementsFileError,
+    measurements_path,
+)
+from app.io.measurements_file import patient_key as measurements_key
 
 __all__ = ["MeasurementPersistence", "patient_key"]
 
 
 def patient_key(patient: PatientGroup) -> str:
-    """What identifies a patient's measurements file (hashed into its name, never shown).
-
-    The patient ID and name; for a patient with neither, the studies' UIDs.
-    """
-    if patient.patient_id or patient.patient_name:
-        return f"patient|{patient.patient_id}|{patient.patient_name}"
-    return "studies|" + "|".join(sorted(s.study_uid for s in patient.studies))
+    """The key of ``patient``'s measurements file (:func:`app.io.measurements_file.patient_key`)."""
+    return measurements_key(
+        patient.patient_id, patient.patient_name, (s.study_uid for s in patient.studies)
+    )
 
 
 class MeasurementPersistence(QtCore.QObject):
