@@ -91,10 +91,11 @@ class FollowUpDock(QtWidgets.QDockWidget):
 
     def cell_texts(self) -> list[list[str]]:
         """The table's text, row by row (for tests and the export caption)."""
-        return [
-            [self.table.item(r, c).text() for c in range(self.table.columnCount())]
-            for r in range(self.table.rowCount())
-        ]
+        rows = []
+        for r in range(self.table.rowCount()):
+            items = [self.table.item(r, c) for c in range(self.table.columnCount())]
+            rows.append([item.text() if item is not None else "" for item in items])
+        return rows
 
     def _on_clicked(self, row: int, _column: int) -> None:
         if 0 <= row < len(self._keys):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.measure import Finding, Measurement
 from app.core.measure_slice import series_key
@@ -90,6 +90,40 @@ class Measurements(QtCore.QObject):
         if what == "measurements" and len(self.store) and not self._dock_shown:
             self._dock_shown = True
             self.dock.show()
+
+    def install(
+        self,
+        menu_bar: QtWidgets.QMenuBar,
+        toolbar: QtWidgets.QToolBar,
+        menu_groups: list[list[QtGui.QAction | QtWidgets.QMenu]],
+    ) -> QtWidgets.QMenu:
+        """Put the tools in a Measure menu (before Help), the toolbar and every context menu."""
+        tools = self.tools
+        menu = QtWidgets.QMenu("&Measure", menu_bar)
+        for action in (tools.line_action, tools.ellipse_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        for action in (tools.propagate_action, tools.delete_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        menu.addAction(tools.undo_action)
+        menu.addAction(tools.redo_action)
+        menu.addSeparator()
+        table = self.dock.toggleViewAction()
+        table.setText("Follow-up &table")
+        menu.addAction(table)
+        help_action = next(
+            (a for a in menu_bar.actions() if a.text().replace("&", "") == "Help"), None
+        )
+        if help_action is not None:
+            menu_bar.insertMenu(help_action, menu)
+        else:
+            menu_bar.addMenu(menu)
+        toolbar.addSeparator()
+        for action in (tools.line_action, tools.ellipse_action, tools.propagate_action):
+            toolbar.addAction(action)
+        menu_groups.append([tools.line_action, tools.ellipse_action, tools.propagate_action])
+        return menu
 
     def attach(self, view: ViewportView) -> None:
         """A viewport was added."""

@@ -263,7 +263,6 @@ class MeasurementOverlay(QtCore.QObject):
     def clear_preview(self) -> None:
         if self.preview is not None:
             scene = self.preview.scene()
-            self.preview.setParentItem(None)
-            if scene is not None:
+            if scene is not None:  # removing it from the scene takes it from its parent too
                 scene.removeItem(self.preview)
             self.preview = None

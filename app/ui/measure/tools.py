@@ -4,7 +4,9 @@ Line (L) and Ellipse (E) put every viewport into
 :attr:`~app.ui.viewer.slice_view_box.InteractionMode.MEASURE`; pressing the
 checked tool again goes back to navigating. In that mode a left drag draws
 the shape (a line from end to end; an ellipse in the box dragged), or two
-clicks do. Handles edit a measurement in any mode; a click selects it;
+clicks do; drawn on another date while a measurement is selected, it joins
+that measurement's finding (if the finding has none there yet). Handles edit
+a measurement in any mode; a click selects it;
 Delete removes the selected one; Ctrl+Z / Ctrl+Shift+Z undo and redo every
 change (add, edit, delete, propagate) through the store's one history. A
 right click on a measurement offers Delete and Propagate to priors.
@@ -225,12 +227,14 @@ class MeasureTools(QtCore.QObject):
             self.status("too small to measure: drag further")
             return None
         volume = view.state.volume
+        series = series_key(volume)
         try:
             m = Measurement(
                 self.kind,  # type: ignore[arg-type]
-                series_key(volume),
+                series,
                 volume.info.study_date,
                 tuple(self.overlays[view].to_lps(points)),
+                self.joined_finding(series),
             )
         except MeasurementError as exc:
             self.status(f"not measured: {exc}")
@@ -238,6 +242,19 @@ class MeasureTools(QtCore.QObject):
         mid = self.store.add(m)
         self.store.select(mid)
         return mid
+
+    def joined_finding(self, series: str) -> str:
+        """The finding a new measurement on ``series`` belongs to ("" starts a new one).
+
+        While a measurement is selected whose finding has none on this series
+        yet, the new one measures that finding here (a reader who deleted a
+        misplaced copy selects the finding and draws it on the right slice).
+        """
+        selected = self.store.get(self.store.selected or "")
+        if selected is None or selected.series_uid == series:
+            return ""
+        taken = {m.series_uid for _, m in self.store.items() if m.finding == selected.finding}
+        return "" if series in taken else selected.finding
 
     # -- commands ------------------------------------------------------------------------
     def delete_selected(self) -> bool:

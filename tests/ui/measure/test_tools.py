@@ -158,3 +158,30 @@ def test_two_clicks_draw_and_slips_are_refused(setup, qtbot):
     assert len(store) == 1 and tools.overlays[view].preview is None
     assert tools.draw(view, (10.0, 10.0), (10.3, 10.2)) is None
     assert "too small" in messages[-1]
+
+
+def test_drawing_on_another_series_while_selected_joins_the_finding(qtbot):
+    from app.core.measure import Measurement
+
+    window = QtWidgets.QWidget()
+    qtbot.addWidget(window)
+    state = ViewportState(make_volume(shape=(20, 48, 64), date="20230101", seed=4))
+    view = ViewportView(state, "2023")
+    store = MeasurementStore()
+    tools = MeasureTools(store, window, lambda _m: None)
+    tools.attach(view)
+    other = store.add(Measurement("line", "elsewhere", "20240101", ((0, 0, 0), (9, 0, 0))))
+    tools.choose("line")
+    store.select(other)
+    joined = tools.draw(view, (5.0, 5.0), (15.0, 5.0))
+    assert store.get(joined).finding == store.get(other).finding
+    # Once the finding is measured here, another drawing starts a new finding.
+    store.select(other)
+    second = tools.draw(view, (5.0, 15.0), (15.0, 15.0))
+    assert store.get(second).finding not in ("", store.get(other).finding)
+    # Nothing selected: a new finding too.
+    store.select(None)
+    third = tools.draw(view, (5.0, 25.0), (25.0, 25.0))
+    assert store.get(third).finding not in (store.get(other).finding, store.get(second).finding)
+    tools.detach(view)
+    view.detach()
