@@ -192,7 +192,7 @@ def roi_stats(volume: Volume, measurement: Measurement) -> EllipseStats:
 
 
 def summary(volume: Volume | None, measurement: Measurement) -> str:
-    """The one-line text shown beside a measurement: length, or area and HU statistics."""
+    """The text shown beside a measurement: its length, or its diameter, area and HU statistics."""
     if measurement.kind == "line":
         return f"{measurement.diameter_mm:.1f} mm"
     text = f"⌀ {measurement.diameter_mm:.1f} mm"
@@ -201,5 +201,5 @@ def summary(volume: Volume | None, measurement: Measurement) -> str:
     try:
         s = roi_stats(volume, measurement)
     except MeasurementError as exc:
-        return f"{text} · {exc}"
-    return f"{text} · {s.area_mm2:.0f} mm² · {s.mean_hu:.0f} ± {s.sd_hu:.0f} HU"
+        return f"{text}\n{exc}"
+    return f"{text}\n{s.area_mm2:.0f} mm² · {s.mean_hu:.0f} ± {s.sd_hu:.0f} HU"
