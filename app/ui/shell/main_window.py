@@ -12,6 +12,8 @@ assembled from parts with one job each, which talk through the typed seams of
 - :class:`~app.ui.saliency.scheduler.SaliencyScheduler`: when the overlay is computed;
 - :class:`~app.ui.viewer.presets.PresetControls`: window presets;
 - :class:`~app.ui.shell.actions.WindowActions`: menus and toolbar; :mod:`~app.ui.shell.about`.
+- :class:`~app.ui.shell.docks.WindowDocks`: the browser, skipped-files and sketch docks;
+- :class:`~app.ui.shell.view_events.ViewEvents`: tells the parts about viewports coming and going.
 
 Widgets only show state and write user input to it.
 """
@@ -30,7 +32,6 @@ from app.io.records import SeriesRef
 from app.ml.anatomy.sync_service import AnatomicalSliceMapper, SyncEngine
 from app.ui.export.actions import ExportActions
 from app.ui.loading.loader import Loader
-from app.ui.loading.skipped_files import SkippedFilesDock
 from app.ui.loading.volume_cache import VolumeCache
 from app.ui.pacs.hooks import install_pacs
 from app.ui.resources import icon
@@ -39,11 +40,15 @@ from app.ui.saliency.scheduler import SaliencyScheduler
 from app.ui.settings.preferences import Preferences
 from app.ui.shell import about
 from app.ui.shell.actions import MenuParts, WindowActions
+from app.ui.shell.docks import WindowDocks
+from app.ui.shell.error_box import ErrorBox
+from app.ui.shell.focus import FocusReturn
 from app.ui.shell.load_events import LoadEvents
 from app.ui.shell.opening import OpenCommands, local_paths
 from app.ui.shell.sketch_link import WindowLink
 from app.ui.shell.status_bar import LoadStatus
-from app.ui.sketch.dock import SketchDock
+from app.ui.shell.view_events import ViewEvents
+from app.ui.shell.window_prefs import restore_window, save_window
 from app.ui.sketch.query import SketchQuery
 from app.ui.sync.anatomical_sync import AnatomicalSync
 from app.ui.sync.wiring import SyncWiring
@@ -51,7 +56,6 @@ from app.ui.viewer.hanging import StudySlot
 from app.ui.viewer.hanging_controller import HangingController
 from app.ui.viewer.layouts import Layout
 from app.ui.viewer.presets import PresetControls
-from app.ui.viewer.study_browser import StudyBrowser
 from app.ui.viewer.viewport import ViewportView
 from app.ui.viewer.viewport_menu import ViewportCommands
 
@@ -104,7 +108,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.patients: list[PatientGroup] = []
         self.series: list[SeriesRef] = []
         self.patient_index: int | None = None
-        self._message_box: QtWidgets.QMessageBox | None = None
+        self.error_box = ErrorBox(self)
 
         # The parts, each with one job.
         self.volumes = VolumeCache()
@@ -130,17 +134,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.exports = ExportActions(self, self)
         self.opening = OpenCommands(self, self.preferences, self)
 
-        self.browser = StudyBrowser(self)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, self.browser)
-        self.resizeDocks([self.browser], [280], QtCore.Qt.Orientation.Horizontal)
-        browser_toggle = self.browser.toggleViewAction()
-        browser_toggle.setShortcut(QtGui.QKeySequence("Ctrl+B"))
-        # Once the user shows or hides the browser, the window stops doing it for them.
-        self._browser_choice_made = False
-        browser_toggle.triggered.connect(lambda _on: setattr(self, "_browser_choice_made", True))
-        self.skipped_dock = SkippedFilesDock(self)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.skipped_dock)
-        self.skipped_dock.hide()
         # Sketch query: find slices showing an abnormality drawn on a normal slice.
         self.sketch_query = SketchQuery(self.anatomy.engine, self)
         link = WindowLink(
@@ -153,17 +146,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_paths,
             self,
         )
-        self.sketch_dock = SketchDock(self.sketch_query, link, self.preferences, self)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.sketch_dock)
-        # A window of its own (it can be docked by the user): docked by default it
-        # took a third of the screen from the viewports.
-        # Hidden first: floating a shown dock would show it (and load the models) at start.
-        self.sketch_dock.hide()
-        self.sketch_dock.setFloating(True)
-        self.settled.connect(self.sketch_dock.on_window_settled)
-        sketch_toggle = self.sketch_dock.toggleViewAction()
-        sketch_toggle.setText("S&ketch query")
-        sketch_toggle.setShortcut(QtGui.QKeySequence("Ctrl+K"))
+        self.docks = WindowDocks(
+            self, self.sketch_query, link, self.preferences, self.settled, self
+        )
+        self.browser = self.docks.browser
+        self.skipped_dock = self.docks.skipped_dock
+        self.sketch_dock = self.docks.sketch_dock
 
         parts = MenuParts(
             self.opening,
@@ -172,8 +160,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.wiring,
             self.saliency_view,
             self.viewport_commands,
-            [self.browser, self.skipped_dock],
-            sketch_toggle,
+            self.docks.menu_docks,
+            self.docks.sketch_toggle,
         )
         self.actions_ = WindowActions(self, self, parts)
         # File > Open from PACS... and File > PACS servers...: fetched studies come
@@ -224,32 +212,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self,
         )
         self.anatomy.idle_changed.connect(lambda idle: idle and self.check_settled())
-        self.wiring.driven.connect(self.saliency_view.schedule)
-        self.sync.toggled.connect(self._on_sync_toggled)
-        self.hanging.view_added.connect(self._on_view_added)
-        self.hanging.view_removed.connect(self._on_view_removed)
-        self.hanging.active_changed.connect(self._on_active_changed)
+        self.view_events = ViewEvents(self, self)
         self.hanging.shown_changed.connect(self._update_browser_marks)
-        app = QtWidgets.QApplication.instance()
-        if isinstance(app, QtGui.QGuiApplication):
-            app.focusWindowChanged.connect(self._on_focus_window)
-
-    def _on_focus_window(self, window: QtGui.QWindow | None) -> None:
-        # Back from a dialog or a message box: keys go to the active viewport again,
-        # unless the user is typing or choosing in a dock.
-        if window is None or window is not self.windowHandle():
-            return
-        QtCore.QTimer.singleShot(0, self.focus_active_view)
-
-    def focus_active_view(self) -> None:
-        """Give the keyboard to the active viewport unless a dock or another control has it."""
-        view = self.active_view
-        focus = QtWidgets.QApplication.focusWidget()
-        in_dock = focus is not None and any(
-            dock.isAncestorOf(focus) for dock in (self.browser, self.skipped_dock, self.sketch_dock)
-        )
-        if view is not None and not in_dock and focus is not view:
-            view.setFocus(QtCore.Qt.FocusReason.OtherFocusReason)
+        self.focus_return = FocusReturn(self, self, self.docks.holds_focus)
 
     # -- ViewportSet and StatusSink (the seams the parts see) -----------------------------
     @property
@@ -336,15 +301,7 @@ class MainWindow(QtWidgets.QMainWindow):
         patient's name; the code that failed logs what is safe to log.
         """
         self.statusBar().showMessage(message, 10000)
-        box = self._message_box
-        if box is None:
-            box = QtWidgets.QMessageBox(self)
-            box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
-            box.setWindowTitle("PriorSync")
-            box.setModal(False)
-            self._message_box = box
-        box.setText(message)
-        box.show()
+        self.error_box.show(message)
         self.error_shown.emit(message)
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 (Qt override)
@@ -366,18 +323,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.patient_index = index
         self.hanging.hang(self.patients[index])
-        self._make_room()
+        self.docks.make_room(len(self.slots))
         self.check_settled()
-
-    def _make_room(self) -> None:
-        # Three dates or more need the width: the docked browser would take a
-        # sixth of it (and push each image under 480 px at 1680 x 1050).
-        docked = self.browser.isVisible() and not self.browser.isFloating()
-        if len(self.slots) >= 3 and docked and not self._browser_choice_made:
-            self.browser.hide()
-            self.status(
-                "Study browser hidden to give the images room: View ▸ Study browser (Ctrl+B)"
-            )
 
     def show_series(self, ref: SeriesRef) -> None:
         """Show ``ref`` in its study's viewport (hanging its patient first if needed)."""
@@ -388,33 +335,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if patient != self.patient_index or self.hanging.slot_of(key) is None and not self.slots:
             self.hang_patient(patient)
         self.hanging.show_series(self.patients[patient], ref)
-
-    def _on_view_added(self, view: ViewportView) -> None:
-        view.state.changed.connect(self._on_viewport_changed)
-        view.plane_changed.connect(lambda _v: self.saliency_view.schedule())
-        self.wiring.attach(view)
-        self.viewport_commands.attach(view)
-
-    def _on_view_removed(self, view: ViewportView) -> None:
-        self.wiring.detach(view)
-        self.viewport_commands.forget(view)
-        view.state.changed.disconnect(self._on_viewport_changed)
-        self.saliency.forget(view.state.volume)
-
-    def _on_active_changed(self, view: ViewportView | None) -> None:
-        if view is not None:
-            self.presets.show_window_of(view.state.window)
-
-    def _on_viewport_changed(self, what: str) -> None:
-        if what in ("slice", "match", "window"):
-            self.saliency_view.schedule()
-        active = self.active_view
-        if what == "window" and active is not None:
-            self.presets.show_window_of(active.state.window)
-
-    def _on_sync_toggled(self, channel: Channel, on: bool) -> None:
-        if channel is Channel.SLICE and self.saliency_view.is_wanted():
-            self.saliency_view.update()  # at once: unsynced slices are no pair any more
 
     def _update_browser_marks(self) -> None:
         self.browser.mark_shown(self.hanging.shown_keys())
@@ -438,23 +358,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- preferences and shutdown ----------------------------------------------------------
     def _restore_preferences(self) -> None:
-        prefs = self.preferences
-        geometry = prefs.window_geometry()
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        state = prefs.window_state()
-        if state is not None:
-            self.restoreState(state)
+        layout = restore_window(self, self.preferences)
         self.wiring.restore()
-        layout = Layout.parse(prefs.layout())
         self.hanging.area.set_layout_kind(layout)
         self.layout_actions[layout].setChecked(True)
 
     def save_layout(self) -> None:
         """Keep the window geometry and the docks' and toolbar's state for the next start."""
-        self.preferences.set_window_geometry(self.saveGeometry())
-        self.preferences.set_window_state(self.saveState())
-        self.preferences.sync()
+        save_window(self, self.preferences)
 
     def shutdown(self) -> None:
         """Stop background work and release viewports (idempotent)."""

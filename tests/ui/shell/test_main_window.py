@@ -74,8 +74,8 @@ def test_nothing_found_is_reported_not_raised(window, qtbot):
     with qtbot.waitSignal(window.error_shown, timeout=5000) as sig:
         window.open_paths(["/data/junk"])
     assert "No CT series found" in sig.args[0]
-    assert window._message_box is not None and window._message_box.isVisible()
-    assert not window._message_box.isModal()
+    assert window.error_box.box is not None and window.error_box.box.isVisible()
+    assert not window.error_box.box.isModal()
     assert window.views == {}
 
 
@@ -229,7 +229,7 @@ def test_excepthook_logs_and_shows_a_short_message(window, caplog):
                 sys.excepthook(*sys.exc_info())
     finally:
         restore()
-    text = window._message_box.text()
+    text = window.error_box.box.text()
     assert text.startswith("Unexpected error: something odd")
     assert "Traceback" not in text and "second line" not in text
     assert "Traceback" in caplog.text  # the details go to the log
@@ -266,7 +266,7 @@ def test_load_failure_shows_in_its_viewport(qtbot):
     assert len(win.hanging.area.frames) == 3
     last = win.hanging.area.frame(2).content
     assert "disk on fire" in last.text()
-    assert win._message_box.isVisible()
+    assert win.error_box.box.isVisible()
     win.shutdown()
 
 
