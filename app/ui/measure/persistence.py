@@ -29,9 +29,16 @@ __all__ = ["MeasurementPersistence", "patient_key"]
 
 
 def patient_key(patient: PatientGroup) -> str:
-    """The key of ``patient``'s measurements file (:func:`app.io.measurements_file.patient_key`)."""
+    """The key of ``patient``'s measurements file (:func:`app.io.measurements_file.patient_key`).
+
+    Read from the series' headers, as ``priorsync export --measurements``
+    reads it from the loaded series, so both find the same file.
+    """
+    infos = [ref.info for study in patient.studies for ref in study.series]
+    if not infos:
+        return measurements_key("", "", ())
     return measurements_key(
-        patient.patient_id, patient.patient_name, (s.study_uid for s in patient.studies)
+        infos[0].patient_id, infos[0].patient_name, {info.study_uid for info in infos}
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from app.core.measure import Measurement
 from app.core.measure_store import MeasurementStore
+from app.core.volume import SeriesInfo
 from app.io.catalog import PatientGroup, StudyGroup
 from app.io.measurements_file import measurements_path
 from app.ui.measure.dock import FollowUpDock
@@ -40,7 +42,9 @@ def test_table_lists_dates_oldest_first_with_changes(qtbot):
 
 
 def patient(pid: str = "PID-SECRET") -> PatientGroup:
-    return PatientGroup(pid, "Doe^Jane", [StudyGroup("1.2", "20250310", "", "CT")])
+    info = SeriesInfo(patient_id=pid, patient_name="Doe^Jane", study_uid="1.2")
+    ref = SimpleNamespace(info=info)
+    return PatientGroup(pid, "Doe^Jane", [StudyGroup("1.2", "20250310", "", "CT", [ref])])
 
 
 def test_save_and_reload_round_trip(qtbot, tmp_path):
@@ -100,5 +104,6 @@ def test_a_failed_save_says_so(qtbot, tmp_path):
 
 @pytest.mark.parametrize("pid,name", [("", ""), ("X", "")])
 def test_patient_key_without_identifiers_uses_the_studies(pid, name):
-    p = PatientGroup(pid, name, [StudyGroup("9.9", "", "", "")])
+    ref = SimpleNamespace(info=SeriesInfo(patient_id=pid, patient_name=name, study_uid="9.9"))
+    p = PatientGroup(pid, name, [StudyGroup("9.9", "", "", "", [ref])])
     assert ("9.9" in patient_key(p)) == (not pid and not name)

@@ -20,12 +20,12 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def current_view(win):
-    return next(
-        v for v in win.views.values() if v.state.volume.info.study_date == "20250310"
-    )
+    return next(v for v in win.views.values() if v.state.volume.info.study_date == "20250310")
 
 
-def test_measure_propagate_table_save_and_export(qtbot, private_cache, patient, patient_index_dir, tmp_path):
+def test_measure_propagate_table_save_and_export(
+    qtbot, private_cache, patient, patient_index_dir, tmp_path
+):
     from sync_helpers import open_patient
 
     from app.ml.anatomy.index import IndexCache
@@ -52,7 +52,11 @@ def test_measure_propagate_table_save_and_export(qtbot, private_cache, patient, 
         assert len(ids) == 3
         # Each prior shows its copy's slice, and paints it.
         for other in win.views.values():
-            m = next(store.get(i) for i in ids if store.get(i).series_uid == series_key(other.state.volume))
+            m = next(
+                store.get(i)
+                for i in ids
+                if store.get(i).series_uid == series_key(other.state.volume)
+            )
             assert other.state.slice_index == measurement_slice(other.state.volume, m)
             assert win.measurements.tools.overlays[other].rois
         rows = win.measurements.dock.cell_texts()
@@ -66,11 +70,17 @@ def test_measure_propagate_table_save_and_export(qtbot, private_cache, patient, 
 
         # Export with the measurements and the table, only when asked.
         plain = win.exports.export_pair_to(PairChoices(tmp_path / "plain.png", False, False))
-        marked = win.exports.export_pair_to(PairChoices(tmp_path / "marked.png", False, False, True))
+        marked = win.exports.export_pair_to(
+            PairChoices(tmp_path / "marked.png", False, False, True)
+        )
         assert plain and marked
         assert cv2.imread(str(marked)).shape[0] > cv2.imread(str(plain)).shape[0]
         dialog = PairExportDialog(
-            tmp_path / "x.png", False, False, win, measurements_available=win.exports.has_measurements()
+            tmp_path / "x.png",
+            False,
+            False,
+            win,
+            measurements_available=win.exports.has_measurements(),
         )
         assert dialog.measurements.isEnabled() and not dialog.choices().include_measurements
         # Never over an existing file without asking.
