@@ -12,6 +12,7 @@ the parts it assembles each have one job:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -95,7 +96,7 @@ class Measurements(QtCore.QObject):
         self,
         menu_bar: QtWidgets.QMenuBar,
         toolbar: QtWidgets.QToolBar,
-        menu_groups: list[list[QtGui.QAction | QtWidgets.QMenu]],
+        menu_groups: list[Sequence[QtGui.QAction | QtWidgets.QMenu]],
     ) -> QtWidgets.QMenu:
         """Put the tools in a Measure menu (before Help), the toolbar and every context menu."""
         tools = self.tools
