@@ -73,7 +73,7 @@ class Measurements(QtCore.QObject):
         super().__init__(window)
         self.host = host
         self.store = MeasurementStore()
-        self.tools = MeasureTools(self.store, window, host.status)
+        self.tools = MeasureTools(self.store, window, host.status, window.centralWidget())
         self.propagator = Propagator(self.store, engine, host.viewport_states, host.sync.held, self)
         self.tools.propagate_requested.connect(self.propagate)
         self.propagator.finished.connect(host.status)

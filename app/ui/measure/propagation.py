@@ -30,6 +30,7 @@ from app.core.measure_slice import series_key, snap_to_slice
 from app.core.measure_store import MeasurementStore
 from app.core.state import ViewportState
 from app.core.volume import Volume
+from app.ml.anatomy.align import Alignment
 from app.ml.anatomy.sync_service import SyncEngine
 from app.ml.points.locate import PointPair
 from app.ml.points.propagate import Propagated, propagate_measurement
@@ -134,18 +135,19 @@ class Propagator(QtCore.QObject):
         return f"propagating {m.finding} to {len(targets)} prior(s)…"
 
     # -- jobs ----------------------------------------------------------------------------
-    def _pair(self, current: Volume, prior: Volume) -> PointPair:
-        """The point pair of two series (worker thread): kept, else built now."""
+    def _pair(self, current: Volume, prior: Volume, known: Alignment | None) -> PointPair:
+        """The point pair of two series (worker thread): kept, else built now.
+
+        ``known`` is the sync engine's alignment of the two (read in the GUI
+        thread); without one the series are matched here.
+        """
         key = (id(current), id(prior))
         with self._lock:
             hit = self._pairs.get(key)
             if hit is not None and hit.current is current and hit.prior is prior:
                 self._pairs.move_to_end(key)
                 return hit
-        known = self.engine.alignment_of(current, prior)
-        alignment = (
-            known.alignment if known is not None else self.engine.match(current, prior).alignment
-        )
+        alignment = known if known is not None else self.engine.match(current, prior).alignment
         pair = PointPair.prepare(current, prior, alignment)
         with self._lock:
             self._pairs[key] = pair
@@ -155,9 +157,11 @@ class Propagator(QtCore.QObject):
 
     def _start(self, run: PropagationRun, i: int, current: Volume, prior: Volume) -> None:
         m = run.measurement
+        pair = self.engine.alignment_of(current, prior)  # the engine's registry: GUI thread
+        known = pair.alignment if pair is not None else None
 
         def work(_progress: object, _cancel: object) -> Propagated:
-            return propagate_measurement(m, self._pair(current, prior))
+            return propagate_measurement(m, self._pair(current, prior, known))
 
         job = Job("propagating a measurement", work, self._cancel)
         job.signals.succeeded.connect(lambda result, job=job: self._answer(job, run, i, result))

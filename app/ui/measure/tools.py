@@ -46,6 +46,10 @@ class MeasureTools(QtCore.QObject):
         The widget the shortcuts belong to (the main window).
     status
         Shows a one-line message (the status bar).
+    scope
+        The widget around the viewports (``window`` when omitted): Delete,
+        Ctrl+Z and Ctrl+Shift+Z act on measurements only while the keyboard is
+        in it, so they never take those keys from a dock's own undo or a text field.
 
     Signals
     -------
@@ -60,10 +64,12 @@ class MeasureTools(QtCore.QObject):
         store: MeasurementStore,
         window: QtWidgets.QWidget,
         status: Callable[[str], None],
+        scope: QtWidgets.QWidget | None = None,
     ) -> None:
         super().__init__(window)
         self.store = store
         self.window = window
+        self.scope = scope if scope is not None else window
         self.status = status
         self.kind: str | None = None  # "line" / "ellipse" while a tool is chosen
         self.overlays: dict[ViewportView, MeasurementOverlay] = {}
@@ -107,8 +113,9 @@ class MeasureTools(QtCore.QObject):
         action = QtGui.QAction(text, self.window)
         if key is not None:
             action.setShortcut(QtGui.QKeySequence(key))
+            action.setShortcutContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.scope.addAction(action)
         action.triggered.connect(lambda _=False: slot())
-        self.window.addAction(action)
         return action
 
     def actions(self) -> list[QtGui.QAction]:

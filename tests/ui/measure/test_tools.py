@@ -185,3 +185,20 @@ def test_drawing_on_another_series_while_selected_joins_the_finding(qtbot):
     assert store.get(third).finding not in (store.get(other).finding, store.get(second).finding)
     tools.detach(view)
     view.detach()
+
+
+def test_delete_and_undo_keys_belong_to_the_viewports_area(qtbot):
+    """Delete / Ctrl+Z / Ctrl+Shift+Z are shortcuts of the viewports' area only.
+
+    A dock's own undo (the sketch dock binds the same keys to its widget) and
+    a text field keep their keys: a window-wide shortcut would be ambiguous there.
+    """
+    window = QtWidgets.QWidget()
+    qtbot.addWidget(window)
+    area = QtWidgets.QWidget(window)
+    tools = MeasureTools(MeasurementStore(), window, lambda _m: None, area)
+    for action in (tools.delete_action, tools.undo_action, tools.redo_action):
+        assert action.shortcutContext() == Qt.ShortcutContext.WidgetWithChildrenShortcut
+        assert action in area.actions() and action not in window.actions()
+    for action in (tools.line_action, tools.ellipse_action):
+        assert action in window.actions()
