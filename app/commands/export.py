@@ -6,6 +6,10 @@ such), and writes one image: the current slice and each prior's matching slice
 side by side at native resolution, captioned with date, series, image number,
 position and match score. Priors are hung newest first, as in the viewer.
 
+With ``--measurements`` the measurements saved in the viewer for these
+studies are drawn on their slices and the follow-up table is added as a
+caption (a corrupt measurements file is skipped with a message).
+
 Patient identifiers stay out of the image and its metadata unless
 ``--include-identifiers`` is given; ``--relative-dates`` also replaces the
 study dates by the interval to the current study (for teaching files).
@@ -122,6 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show days relative to the current study instead of dates (teaching files)",
     )
+    parser.add_argument(
+        "--measurements",
+        action="store_true",
+        help="draw the measurements saved in the viewer for these studies (those on the "
+        "slices shown) and add the follow-up table as a caption",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     add_model_arguments(parser)
 
@@ -168,6 +178,36 @@ def _require_saliency() -> None:
         raise _UsageError(
             f"--overlay is not available in this installation ({exc}); export without --overlay"
         ) from None
+
+
+def _with_saved_measurements(panels: list) -> tuple[list, list[str]]:
+    """The panels with the viewer's saved measurements drawn, and the follow-up table."""
+    from app.core.measure_slice import series_key
+    from app.export.measurements import table_lines, with_measurements
+    from app.io.measurements_file import MeasurementsFile, measurements_path, patient_key
+
+    info = panels[0].volume.info
+    studies = {p.volume.info.study_uid for p in panels}
+    file = MeasurementsFile(
+        measurements_path(patient_key(info.patient_id, info.patient_name, studies))
+    )
+    findings = file.load()
+    if file.message:
+        print(f"priorsync export: warning: {file.message}", file=sys.stderr)
+    keys = {series_key(p.volume) for p in panels}
+    shown = [f for f in findings if any(m.series_uid in keys for m in f.measurements)]
+    if not shown:
+        print(
+            "priorsync export: warning: no saved measurements on these series "
+            "(measure them in the viewer first)",
+            file=sys.stderr,
+        )
+        return panels, []
+    measurements = [m for f in shown for m in f.measurements]
+    marked = with_measurements(
+        panels, lambda v: [m for m in measurements if m.series_uid == series_key(v)]
+    )
+    return marked, table_lines(shown)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,12 +276,17 @@ def run(args: argparse.Namespace) -> int:
         _error(f"--overlay: {exc}")
         return EXIT_MODEL
 
+    footer: list[str] = []
+    if args.measurements:
+        panels, footer = _with_saved_measurements(panels)
+
     try:
         data, rendered = encode_panels(
             panels,
             exporter,
             include_identifiers=args.include_identifiers,
             date_style="relative" if args.relative_dates else "absolute",
+            footer=footer,
         )
         safe_write(args.out, data, overwrite=args.overwrite)
     except ExportExistsError as exc:

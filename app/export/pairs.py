@@ -190,18 +190,22 @@ def encode_panels(
     *,
     include_identifiers: bool = False,
     date_style: DateStyle = "absolute",
+    footer: Sequence[str] = (),
 ) -> tuple[bytes, Rendered]:
     """Render ``panels`` and encode them with ``exporter``.
 
     Patient identifiers reach the caption and the file metadata only with
-    ``include_identifiers``.
+    ``include_identifiers``. ``footer`` lines go under the panels (see
+    :func:`~app.export.render.render_panels`).
 
     Returns
     -------
     (bytes, Rendered)
         The file contents and the rendered image with its caption text.
     """
-    rendered = render_panels(panels, include_identifiers=include_identifiers, date_style=date_style)
+    rendered = render_panels(
+        panels, include_identifiers=include_identifiers, date_style=date_style, footer=footer
+    )
     metadata = ImageMetadata(
         description=describe_panels(panels, date_style),
         identifiers=_identifier_items(panels) if include_identifiers else {},

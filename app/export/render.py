@@ -117,12 +117,15 @@ class Rendered:
         Per panel, ``(x, y, width, height)`` of the slice in ``image``.
     caption_top
         First row of the caption bar.
+    footer
+        The lines under all panels (e.g. the follow-up table), as drawn.
     """
 
     image: np.ndarray
     captions: tuple[tuple[str, ...], ...]
     slice_boxes: tuple[tuple[int, int, int, int], ...]
     caption_top: int
+    footer: tuple[str, ...] = ()
 
 
 def _slice_rgb(panel: SlicePanel) -> np.ndarray:
@@ -229,6 +232,7 @@ def render_panels(
     date_style: DateStyle = "absolute",
     gap: int = GAP,
     style: TextStyle | None = None,
+    footer: Sequence[str] = (),
 ) -> Rendered:
     """Compose slices side by side with a caption bar under each.
 
@@ -246,12 +250,16 @@ def render_panels(
         Pixels of black between neighbouring slices.
     style
         Caption typography.
+    footer
+        Lines drawn under all panels (the follow-up table); tabs split a
+        line into cells, drawn in aligned columns. The picture is widened
+        when the table is wider than the panels. None by default.
 
     Returns
     -------
     Rendered
-        Width ``sum(cols) + gap * (len(panels) - 1)``, height
-        ``max(rows) + caption bar``.
+        Width ``sum(cols) + gap * (len(panels) - 1)`` (or the footer's),
+        height ``max(rows) + caption bar`` (+ the footer's rows).
 
     Raises
     ------
@@ -280,7 +288,14 @@ def render_panels(
     n_lines = max(len(t) for t in texts)
     bar = 2 * style.padding + n_lines * style.line_height
     width = sum(s.shape[1] for s in slices) + gap * (len(slices) - 1)
-    canvas = np.zeros((top + bar, width, 3), dtype=np.uint8)
+    footer_rows = [[ascii_text(cell) for cell in line.split("\t")] for line in footer]
+    footer_h = (2 * style.padding + len(footer_rows) * style.line_height) if footer_rows else 0
+    if footer_rows:
+        # The table is never cut: a picture narrower than it is widened (black on the right).
+        xs = _footer_columns(footer_rows, style)
+        last = max(_text_width(r[-1], style) for r in footer_rows)
+        width = max(width, xs[-1] + last + style.padding)
+    canvas = np.zeros((top + bar + footer_h, width, 3), dtype=np.uint8)
 
     colours = {"heading": style.heading_color, "text": style.color, "warning": style.warning_color}
     (_, cap_h), _ = cv2.getTextSize("Ag", style.font, style.scale, style.thickness)
@@ -310,6 +325,53 @@ def render_panels(
             )
         captions.append(tuple(drawn))
         x += cols + gap
+    footer_drawn = _draw_footer(canvas, footer_rows, top + bar, style, cap_h)
     return Rendered(
-        image=canvas, captions=tuple(captions), slice_boxes=tuple(boxes), caption_top=top
+        image=canvas,
+        captions=tuple(captions),
+        slice_boxes=tuple(boxes),
+        caption_top=top,
+        footer=footer_drawn,
     )
+
+
+_FOOTER_GAP = 16  # px between the footer's columns
+
+
+def _text_width(text: str, style: TextStyle) -> int:
+    w: int = cv2.getTextSize(text, style.font, style.scale, style.thickness)[0][0]
+    return w
+
+
+def _footer_columns(rows: list[list[str]], style: TextStyle) -> list[int]:
+    """x offset of each column of the footer's tab-separated cells."""
+    n = max((len(r) for r in rows), default=0)
+    widths = [
+        max((_text_width(r[c], style) for r in rows if c < len(r)), default=0) for c in range(n)
+    ]
+    xs, x = [], style.padding
+    for w in widths:
+        xs.append(x)
+        x += w + _FOOTER_GAP
+    return xs
+
+
+def _draw_footer(
+    canvas: np.ndarray, rows: list[list[str]], y0: int, style: TextStyle, cap_h: int
+) -> tuple[str, ...]:
+    """Draw the footer's rows of cells from row ``y0``, in columns (the first row bold)."""
+    xs = _footer_columns(rows, style)
+    for i, cells in enumerate(rows):
+        baseline_y = y0 + style.padding + i * style.line_height + cap_h + 2
+        for x, text in zip(xs, cells, strict=False):
+            cv2.putText(
+                canvas,
+                text,
+                (x, baseline_y),
+                style.font,
+                style.scale,
+                style.heading_color if i == 0 else style.color,
+                style.thickness + (1 if i == 0 else 0),
+                cv2.LINE_AA,
+            )
+    return tuple("  ".join(cells) for cells in rows)

@@ -13,13 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from app.core.measure import Finding, Measurement, MeasurementError
 from app.io.safe_write import WriteError, safe_write
 
-__all__ = ["FORMAT", "MeasurementsFile", "MeasurementsFileError", "measurements_path"]
+__all__ = [
+    "FORMAT",
+    "MeasurementsFile",
+    "MeasurementsFileError",
+    "measurements_path",
+    "patient_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,17 @@ _MAX_BYTES = 32 * 1024 * 1024
 
 class MeasurementsFileError(Exception):
     """Measurements could not be saved; the message is for the user."""
+
+
+def patient_key(patient_id: str, patient_name: str, study_uids: Iterable[str] = ()) -> str:
+    """What names a patient's measurements file (hashed into its name, never shown or logged).
+
+    The patient ID and name, as the catalogue groups a patient; for a patient
+    with neither, the studies' UIDs.
+    """
+    if patient_id or patient_name:
+        return f"patient|{patient_id}|{patient_name}"
+    return "studies|" + "|".join(sorted(study_uids))
 
 
 def measurements_path(patient_key: str, root: Path | None = None) -> Path:

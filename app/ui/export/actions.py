@@ -5,8 +5,9 @@
 right, each in its own window, with the saliency overlays on screen if asked)
 and writes them with :func:`~app.export.safe_write.safe_write`: never over an
 existing file without asking, never a partial file. Patient identifiers are
-included only when the user ticks the box. The slice-range batch runs in a
-worker thread with a progress dialog and Cancel.
+included only when the user ticks the box; so are the measurements with the
+follow-up table as a caption (:mod:`app.export.measurements`). The slice-range
+batch runs in a worker thread with a progress dialog and Cancel.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from typing import Protocol
 
 from PySide6 import QtCore, QtWidgets
 
+from app.core.measure import Finding, Measurement
 from app.core.state import Channel, SyncGroup, ViewportState
 from app.export.batch import BatchResult
+from app.core.volume import Volume
 from app.export.errors import ExportError, ExportExistsError
 from app.export.formats import exporter_for
+from app.export.measurements import table_lines, with_measurements
 from app.export.names import suggest_file_name
 from app.export.pairs import encode_panels, panels_from_viewports
 from app.export.safe_write import safe_write
@@ -37,7 +41,15 @@ from app.ui.saliency.overlay import SaliencyOverlay
 from app.ui.sync.anatomical_sync import AnatomicalSync
 from app.ui.viewer.seams import ViewportSet
 
-__all__ = ["ExportActions", "ExportHost"]
+__all__ = ["ExportActions", "ExportHost", "MeasurementSource"]
+
+
+class MeasurementSource(Protocol):
+    """Where the export finds the measurements (the window's measurement tools)."""
+
+    def measurements_of(self, volume: Volume) -> list[Measurement]: ...
+
+    def findings_of(self, volumes: list[Volume]) -> list[Finding]: ...
 
 
 class ExportHost(ViewportSet, Protocol):
@@ -93,6 +105,8 @@ class ExportActions(QtCore.QObject):
         self.folder = Path.home()
         self.batch_run: BatchExportRun | None = None
         self.last_batch_result: tuple[BatchResult | None, str] | None = None
+        # Set by the window when it has measurement tools.
+        self.measurements: MeasurementSource | None = None
 
     def shutdown(self) -> None:
         """Stop a running batch after its current file and wait for it."""
@@ -165,6 +179,14 @@ class ExportActions(QtCore.QObject):
             ]
         return panels
 
+    def has_measurements(self) -> bool:
+        """Whether a series on screen holds measurements (the dialog then offers them)."""
+        if self.measurements is None:
+            return False
+        return any(
+            self.measurements.measurements_of(s.volume) for s in self.window.viewport_states()
+        )
+
     def confirm_overwrite(self, path: Path) -> bool:
         """Ask before replacing an existing file (tests replace this)."""
         answer = QtWidgets.QMessageBox.question(
@@ -189,10 +211,17 @@ class ExportActions(QtCore.QObject):
             if not panels:
                 self.window.report("Nothing to export: open a study first")
                 return None
+            footer: list[str] = []
+            if choices.include_measurements and self.measurements is not None:
+                panels = with_measurements(panels, self.measurements.measurements_of)
+                footer = table_lines(self.measurements.findings_of([p.volume for p in panels]))
             QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
             try:
                 data, _ = encode_panels(
-                    panels, exporter, include_identifiers=choices.include_identifiers
+                    panels,
+                    exporter,
+                    include_identifiers=choices.include_identifiers,
+                    footer=footer,
                 )
             finally:
                 QtWidgets.QApplication.restoreOverrideCursor()
@@ -216,7 +245,13 @@ class ExportActions(QtCore.QObject):
             self.window.report("Nothing to export: open a study first")
             return
         shown = self.overlay_shown()
-        dialog = PairExportDialog(self.suggested_path(), shown, shown, self.window.dialog_parent())
+        dialog = PairExportDialog(
+            self.suggested_path(),
+            shown,
+            shown,
+            self.window.dialog_parent(),
+            measurements_available=self.has_measurements(),
+        )
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
             self.export_pair_to(dialog.choices())
 

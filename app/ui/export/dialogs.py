@@ -48,6 +48,7 @@ class PairChoices:
     path: Path
     include_identifiers: bool
     include_overlay: bool
+    include_measurements: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class PairExportDialog(QtWidgets.QDialog):
     overlay_available
         Whether a saliency overlay is on screen to include; ``overlay_on`` the
         box's initial state.
+    measurements_available
+        Whether the slices shown hold measurements (their box is then
+        offered, unchecked: they are exported only when asked for).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class PairExportDialog(QtWidgets.QDialog):
         overlay_available: bool,
         overlay_on: bool,
         parent: QtWidgets.QWidget | None = None,
+        measurements_available: bool = False,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("pairExportDialog")
@@ -110,10 +115,14 @@ class PairExportDialog(QtWidgets.QDialog):
         self.overlay = QtWidgets.QCheckBox("Include the saliency overlay shown")
         self.overlay.setEnabled(overlay_available)
         self.overlay.setChecked(overlay_available and overlay_on)
+        self.measurements = QtWidgets.QCheckBox("Include the measurements and the follow-up table")
+        self.measurements.setEnabled(measurements_available)
+        self.measurements.setChecked(False)
         form = QtWidgets.QFormLayout(self)
         form.addRow("File:", _path_row(self.path_edit, self._browse))
         form.addRow(self.identifiers)
         form.addRow(self.overlay)
+        form.addRow(self.measurements)
         form.addRow(_buttons(self, "Export"))
 
     def _browse(self) -> None:
@@ -132,6 +141,7 @@ class PairExportDialog(QtWidgets.QDialog):
             Path(self.path_edit.text().strip()).expanduser(),
             self.identifiers.isChecked(),
             self.overlay.isChecked(),
+            self.measurements.isChecked() and self.measurements.isEnabled(),
         )
 
 

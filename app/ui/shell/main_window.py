@@ -33,6 +33,7 @@ from app.ml.anatomy.sync_service import AnatomicalSliceMapper, SyncEngine
 from app.ui.export.actions import ExportActions
 from app.ui.loading.loader import Loader
 from app.ui.loading.volume_cache import VolumeCache
+from app.ui.measure.feature import Measurements
 from app.ui.pacs.hooks import install_pacs
 from app.ui.points.tool import LinkedCursorTool
 from app.ui.resources import icon
@@ -126,6 +127,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.hanging, lambda: self.slice_mapper.last_source, self
         )
         self.exports = ExportActions(self, self)
+        # Lines and ellipse ROIs, propagation to priors, the follow-up table (issue 20).
+        self.measurements = Measurements(self, self.anatomy.engine, self)
+        self.exports.measurements = self.measurements
         self.opening = OpenCommands(self, self.preferences, self)
 
         # Sketch query: find slices showing an abnormality drawn on a normal slice.
@@ -169,6 +173,9 @@ class MainWindow(QtWidgets.QMainWindow):
         # File > Open from PACS... and File > PACS servers...: fetched studies come
         # back through open_paths, the same loading path as local folders.
         self.pacs_actions = install_pacs(self)
+        self.measurements.install(
+            self.menuBar(), self.actions_.toolbar, self.viewport_commands.menu_groups
+        )
         self.load_status = LoadStatus(
             self.statusBar(),
             self.actions_.cancel_action,
@@ -217,6 +224,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.view_events = ViewEvents(self, self)
         self.hanging.view_added.connect(self.linked_cursor.attach)
         self.hanging.view_removed.connect(self.linked_cursor.detach)
+        self.hanging.view_added.connect(self.measurements.attach)
+        self.hanging.view_removed.connect(self.measurements.detach)
         self.hanging.shown_changed.connect(self._update_browser_marks)
         self.focus_return = FocusReturn(self, self, self.docks.holds_focus)
 
@@ -326,6 +335,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not 0 <= index < len(self.patients):
             return
         self.patient_index = index
+        self.measurements.open_patient(self.patients[index])
         self.hanging.hang(self.patients[index])
         self.docks.make_room(len(self.slots))
         self.check_settled()
@@ -383,6 +393,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.saliency.shutdown()
         self.exports.shutdown()
         self.sketch_query.shutdown()
+        self.measurements.shutdown()
         self.hanging.clear()
         self.volumes.clear()
 

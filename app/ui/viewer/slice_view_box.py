@@ -54,7 +54,9 @@ class SliceViewBox(pg.ViewBox):
     touched = QtCore.Signal()  # any click, drag or wheel: the user is working here
     clicked = QtCore.Signal()  # a single left click without a drag
     clicked_at = QtCore.Signal(float, float)  # the same click, in mm of the image
+    drag_started = QtCore.Signal(float, float)  # where a non-navigate left drag began, mm
     dragged_to = QtCore.Signal(float, float)  # a left drag in a non-navigate mode, mm
+    drag_finished = QtCore.Signal(float, float)  # where that drag ended (after dragged_to), mm
     menu_requested = QtCore.Signal(object)  # QPoint: global position of a right click
 
     def __init__(self, state: ViewportState) -> None:
@@ -88,8 +90,13 @@ class SliceViewBox(pg.ViewBox):
         elif button == QtCore.Qt.MouseButton.LeftButton and self.mode is not (
             InteractionMode.NAVIGATE
         ):
+            if ev.isStart():
+                down = self.mapToView(ev.buttonDownPos())
+                self.drag_started.emit(down.x(), down.y())
             here = self.mapToView(ev.pos())
             self.dragged_to.emit(here.x(), here.y())
+            if ev.isFinish():
+                self.drag_finished.emit(here.x(), here.y())
         elif button in (QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.MouseButton.MiddleButton):
             here = self.mapToView(ev.pos())
             before = self.mapToView(ev.lastPos())

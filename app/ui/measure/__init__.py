@@ -1,0 +1,1 @@
+"""Measurements in the viewer: tools, propagation to priors, the follow-up table, saving."""
