@@ -20,8 +20,8 @@ from PySide6 import QtCore, QtWidgets
 
 from app.core.measure import Finding, Measurement
 from app.core.state import Channel, SyncGroup, ViewportState
-from app.export.batch import BatchResult
 from app.core.volume import Volume
+from app.export.batch import BatchResult
 from app.export.errors import ExportError, ExportExistsError
 from app.export.formats import exporter_for
 from app.export.measurements import table_lines, with_measurements
