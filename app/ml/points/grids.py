@@ -21,11 +21,15 @@ import cv2
 import numpy as np
 import SimpleITK as sitk
 
+from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Volume
 
 __all__ = ["BODY_HU", "COARSE_MM", "FINE_MM", "PAD_VOXELS", "SeriesGrid", "build_grid", "mask_on"]
 
-BODY_HU = -500.0
+# The core body threshold; this mask differs from app.core.body.body_mask on purpose
+# (an opening that detaches the table, and a convex hull where the field of view
+# cuts the body open), so only the threshold is shared.
+BODY_HU = float(BODY_THRESHOLD_HU)
 FINE_MM = 2.0
 COARSE_MM = 4.0
 # Air padding around each grid, in its voxels: at least a template half-size
