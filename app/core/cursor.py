@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.core.planes import Plane, plane_geometry
+from app.core.planes import Plane, level_at_y, level_y_mm, plane_geometry
 from app.core.volume import Volume
 
 __all__ = [
@@ -185,7 +185,6 @@ def point_on_plane(
     np.ndarray
         ``(3,)`` LPS mm.
     """
-    n = volume.shape[0]
     geo = plane_geometry(volume, plane)
     row_mm, col_mm = geo.pixel_mm
     k, r, c = cursor
@@ -193,9 +192,9 @@ def point_on_plane(
     if plane is Plane.AXIAL:
         ks, row, col = float(k), y_mm / row_mm - 0.5, x_mm / col_mm - 0.5
     elif plane is Plane.CORONAL:
-        ks, row, col = n - 1 - (y_mm / row_mm - 0.5), float(r), x_mm / col_mm - 0.5
+        ks, row, col = level_at_y(volume, plane, y_mm), float(r), x_mm / col_mm - 0.5
     else:
-        ks, row, col = n - 1 - (y_mm / row_mm - 0.5), x_mm / col_mm - 0.5, float(c)
+        ks, row, col = level_at_y(volume, plane, y_mm), x_mm / col_mm - 0.5, float(c)
     d = volume.geometry.direction
     p: np.ndarray = _slice_origin(volume, ks) + col * sx * d[:, 0] + row * sy * d[:, 1]
     return p
@@ -222,10 +221,10 @@ def plane_position(
         x, y = (col + 0.5) * col_mm, (row + 0.5) * row_mm
         offset = along - float(volume.slice_z[int(np.clip(k, 0, n - 1))])
     elif plane is Plane.CORONAL:
-        x, y = (col + 0.5) * col_mm, (n - 1 - ks + 0.5) * row_mm
+        x, y = (col + 0.5) * col_mm, level_y_mm(volume, plane, ks)
         offset = (row - r) * sy
     else:
-        x, y = (row + 0.5) * col_mm, (n - 1 - ks + 0.5) * row_mm
+        x, y = (row + 0.5) * col_mm, level_y_mm(volume, plane, ks)
         offset = (col - c) * sx
     width, height = geo.extent_mm
     slack_x, slack_y = col_mm / 2.0, row_mm / 2.0

@@ -26,6 +26,8 @@ __all__ = [
     "Plane",
     "PlaneGeometry",
     "cursor_at",
+    "level_at_y",
+    "level_y_mm",
     "plane_geometry",
     "plane_image",
     "plane_index",
@@ -193,6 +195,18 @@ def plane_image(volume: Volume, plane: Plane, cursor: tuple[int, int, int]) -> n
     # lower + w (upper - lower): exact at the slices (w = 0) and linear between.
     image: np.ndarray = lower + weight * (section[above].astype(np.float32) - lower)
     return image
+
+
+def level_y_mm(volume: Volume, plane: Plane, k: float) -> float:
+    """Height (mm from the top) at which fractional slice ``k`` lies in a coronal or sagittal image."""
+    levels = _plane_levels(volume, plane)
+    return (levels.row_of_slice(k) + 0.5) * levels.row_mm
+
+
+def level_at_y(volume: Volume, plane: Plane, y_mm: float) -> float:
+    """The fractional slice shown at height ``y_mm`` of a coronal or sagittal image (not clipped)."""
+    levels = _plane_levels(volume, plane)
+    return (levels.n - 1) - (y_mm / levels.row_mm - 0.5) * levels.step
 
 
 def reference_lines(

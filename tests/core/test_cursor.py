@@ -15,7 +15,7 @@ from app.core.cursor import (
     plane_position,
     point_on_plane,
 )
-from app.core.planes import Plane, reference_lines
+from app.core.planes import Plane, level_y_mm, reference_lines
 from app.core.state import Channel, CursorMapper, SyncGroup, ViewportState
 from app.core.volume import Geometry, SeriesInfo, Volume
 
@@ -81,9 +81,9 @@ def test_uneven_slices_are_placed_where_they_are():
     vol = volume(n=5, spacing=(1.0, 1.0, 3.0), origin=(0, 0, 0), slice_positions=positions)
     assert fractional_slice(vol, 7.0) == pytest.approx(2.5)
     assert fractional_slice(vol, 14.0) == pytest.approx(5.0)
-    # A coronal click half way between slices 2 and 3 is at z = 7 mm.
-    n = 5
-    y = (n - 1 - 2.5 + 0.5) * 3.0
+    # A coronal click half way between slices 2 and 3 is at z = 7 mm (thick
+    # series' reformats have interpolated rows: ask the planes where that height is).
+    y = level_y_mm(vol, Plane.CORONAL, 2.5)
     assert point_on_plane(vol, Plane.CORONAL, (0, 0, 0), 0.5, y)[2] == pytest.approx(7.0)
 
 
