@@ -660,9 +660,10 @@ def blend_overlay(
     _, m = cv2.threshold(m, 1.0, 1.0, cv2.THRESH_TRUNC)
     colour = cv2.applyColorMap(cv2.convertScaleAbs(m, alpha=255.0), _rgb_lut(colormap))
     base = cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_GRAY2RGB)
-    # OpenCV's stubs omit the scalar operands that cv2.multiply / subtract accept.
-    alpha = cv2.multiply(m, float(opacity))  # type: ignore[call-overload]
-    return cv2.blendLinear(colour, base, alpha, cv2.subtract(1.0, alpha))  # type: ignore[call-overload]
+    # OpenCV's stubs omit the scalar operands that cv2.multiply / subtract accept (4.x; 5.x stubs
+    # vary by function), hence unused-ignore too.
+    alpha = cv2.multiply(m, float(opacity))  # type: ignore[call-overload, unused-ignore]
+    return cv2.blendLinear(colour, base, alpha, cv2.subtract(1.0, alpha))  # type: ignore[call-overload, unused-ignore]
 
 
 # --------------------------------------------------------------------------- the model wrapper
