@@ -5,7 +5,7 @@ date lies in every other date. :class:`CursorPairs` keeps what makes that
 cheap: each series' matching grids (built once per series) and one
 :class:`~app.ml.points.locate.PointPair` per ordered pair of series (its shift,
 affine and residual field fitted once, when both series are indexed and
-aligned). A query then costs one local refinement per target, milliseconds.
+aligned, then registered and checked). A query then costs one local refinement per target, milliseconds.
 
 Threading: :meth:`CursorPairs.prepare` runs in a worker thread (seconds);
 :meth:`CursorPairs.add_pair`, :meth:`CursorPairs.remove` and the look-ups
@@ -64,10 +64,16 @@ class CursorPairs:
         return grid
 
     def prepare(self, source: Volume, target: Volume, alignment: Alignment) -> PointPair:
-        """The pair ``source`` -> ``target``, fitted now (worker thread, seconds)."""
-        return PointPair(
+        """The pair ``source`` -> ``target``, fitted and registered now (worker thread, seconds).
+
+        The 3-D registration (:meth:`PointPair.register`) runs here, not on the
+        first cursor query, where it would freeze the cursor for seconds.
+        """
+        pair = PointPair(
             source, target, alignment, self.grid(source), self.grid(target), self.params
         )
+        pair.register()
+        return pair
 
     # -- registry (GUI thread) -----------------------------------------------------------
     def add_pair(self, source: Volume, target: Volume, status: PairStatus) -> None:
