@@ -29,6 +29,7 @@ from app.ui.measure.dock import FollowUpDock
 from app.ui.measure.persistence import MeasurementPersistence
 from app.ui.measure.propagation import Propagator
 from app.ui.measure.tools import MeasureTools
+from app.ui.viewer.mode_switch import ModeSwitch
 from app.ui.viewer.viewport import ViewportView
 
 __all__ = ["MeasureHost", "Measurements"]
@@ -97,9 +98,15 @@ class Measurements(QtCore.QObject):
         menu_bar: QtWidgets.QMenuBar,
         toolbar: QtWidgets.QToolBar,
         menu_groups: list[Sequence[QtGui.QAction | QtWidgets.QMenu]],
+        modes: ModeSwitch | None = None,
     ) -> QtWidgets.QMenu:
-        """Put the tools in a Measure menu (before Help), the toolbar and every context menu."""
+        """Put the tools in a Measure menu (before Help), the toolbar and every context menu.
+
+        With ``modes`` (the window's switch) the tools exclude the other left-button tools.
+        """
         tools = self.tools
+        if modes is not None:
+            tools.use_modes(modes)
         menu = QtWidgets.QMenu("&Measure", menu_bar)
         for action in (tools.line_action, tools.ellipse_action):
             menu.addAction(action)

@@ -2,7 +2,9 @@
 
 Line (L) and Ellipse (E) put every viewport into
 :attr:`~app.ui.viewer.slice_view_box.InteractionMode.MEASURE`; pressing the
-checked tool again goes back to navigating. In that mode a left drag draws
+checked tool again goes back to navigating. In the window the two actions
+join its :class:`~app.ui.viewer.mode_switch.ModeSwitch` (:meth:`MeasureTools.use_modes`),
+so choosing a tool leaves the linked cursor's mode and the other way round. In that mode a left drag draws
 the shape (a line from end to end; an ellipse in the box dragged), or two
 clicks do; drawn on another date while a measurement is selected, it joins
 that measurement's finding (if the finding has none there yet). Handles edit
@@ -26,6 +28,7 @@ from app.core.measure_slice import measurement_slice, series_key
 from app.core.measure_store import MeasurementStore
 from app.core.planes import Plane
 from app.ui.measure.overlay import MeasurementOverlay
+from app.ui.viewer.mode_switch import ModeSwitch
 from app.ui.viewer.slice_view_box import InteractionMode
 from app.ui.viewer.viewport import ViewportView
 
@@ -72,6 +75,7 @@ class MeasureTools(QtCore.QObject):
         self.scope = scope if scope is not None else window
         self.status = status
         self.kind: str | None = None  # "line" / "ellipse" while a tool is chosen
+        self.modes: ModeSwitch | None = None  # the window's switch, once joined
         self.overlays: dict[ViewportView, MeasurementOverlay] = {}
         self._pending: tuple[ViewportView, tuple[float, float]] | None = None
 
@@ -136,12 +140,25 @@ class MeasureTools(QtCore.QObject):
         self.redo_action.setEnabled(self.store.can_redo)
 
     # -- modes ---------------------------------------------------------------------------
+    def use_modes(self, modes: ModeSwitch) -> None:
+        """Let the window's mode switch own the tools' mode, beside the other tools'.
+
+        The two actions move into its exclusive group: checking the linked
+        cursor unchecks the measurement tool and the other way round, and the
+        switch, not these tools, puts every viewport in its mode.
+        """
+        self.modes = modes
+        for action in (self.line_action, self.ellipse_action):
+            modes.add(InteractionMode.MEASURE, action)
+
     def _tool_toggled(self, kind: str, on: bool) -> None:
         if on:
             self.kind = kind
         elif self.kind == kind:
             self.kind = None
         self._cancel_pending()
+        if self.modes is not None:
+            return  # the switch sets every viewport's mode
         mode = InteractionMode.MEASURE if self.kind else InteractionMode.NAVIGATE
         for view in self.overlays:
             view.set_mode(mode)

@@ -174,7 +174,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # back through open_paths, the same loading path as local folders.
         self.pacs_actions = install_pacs(self)
         self.measurements.install(
-            self.menuBar(), self.actions_.toolbar, self.viewport_commands.menu_groups
+            self.menuBar(), self.actions_.toolbar, self.viewport_commands.menu_groups, self.modes
         )
         self.load_status = LoadStatus(
             self.statusBar(),

@@ -32,6 +32,26 @@ def test_the_toolbar_button_and_the_key_switch_the_linked_cursor(qtbot, synced):
     assert all(v.mode is InteractionMode.NAVIGATE for v in win.views.values())
 
 
+def test_the_measurement_tools_and_the_linked_cursor_exclude_each_other(qtbot, synced):
+    win = synced
+    cursor, tools = win.linked_cursor.action, win.measurements.tools
+    cursor.trigger()
+    assert cursor.isChecked()
+    assert all(v.mode is InteractionMode.CROSSHAIR for v in win.views.values())
+    tools.line_action.trigger()  # the line tool takes the left button from the cursor
+    assert tools.line_action.isChecked() and not cursor.isChecked()
+    assert tools.kind == "line"
+    assert all(v.mode is InteractionMode.MEASURE for v in win.views.values())
+    tools.ellipse_action.trigger()
+    assert tools.kind == "ellipse" and not tools.line_action.isChecked()
+    cursor.trigger()  # and back
+    assert cursor.isChecked() and not tools.ellipse_action.isChecked()
+    assert tools.kind is None
+    assert all(v.mode is InteractionMode.CROSSHAIR for v in win.views.values())
+    cursor.trigger()
+    assert all(v.mode is InteractionMode.NAVIGATE for v in win.views.values())
+
+
 @pytest.mark.slow
 def test_a_click_on_the_current_shows_the_same_spot_in_both_priors(qtbot, synced, patient):
     win = synced
