@@ -16,6 +16,8 @@ from app.ui.sketch.dock import SketchDock
 from app.ui.sketch.query import SketchQuery
 from app.ui.viewer.seams import StatusSink
 from app.ui.viewer.study_browser import StudyBrowser
+from app.ui.viewer.viewport import ViewportView
+from app.ui.viewer.viewport_menu import ViewportCommands
 
 __all__ = ["WindowDocks"]
 
@@ -76,6 +78,14 @@ class WindowDocks:
         self.sketch_toggle = self.sketch_dock.toggleViewAction()
         self.sketch_toggle.setText("S&ketch query")
         self.sketch_toggle.setShortcut(QtGui.QKeySequence("Ctrl+K"))
+
+    def add_view_commands(self, commands: ViewportCommands) -> None:
+        """The sketch dock's commands in every viewport's context menu."""
+
+        def find_similar(view: ViewportView) -> None:
+            self.sketch_dock.find_similar(view.state.volume, view.state.slice_index)
+
+        commands.add_view_command("Find similar slices", find_similar)
 
     def _on_browser_toggled(self, _on: bool) -> None:
         self.browser_choice_made = True

@@ -147,6 +147,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks = WindowDocks(
             self, self.sketch_query, link, self.preferences, self.settled, self
         )
+        self.docks.add_view_commands(self.viewport_commands)
         self.browser = self.docks.browser
         self.skipped_dock = self.docks.skipped_dock
         self.sketch_dock = self.docks.sketch_dock

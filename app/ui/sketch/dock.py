@@ -539,6 +539,38 @@ class SketchDock(QtWidgets.QDockWidget):
             archive_dir=self.archive_dir if scope == SCOPE_ARCHIVE else None,
         )
 
+    def find_similar(self, volume: Volume, k: int) -> bool:
+        """Show slice ``k`` of ``volume``'s level in other patients (no sketch); False if none ran.
+
+        The viewport menu's "Find similar slices": the slice becomes the
+        template (the sketch drawn so far is kept for a later sketch search)
+        and the search runs in the scope chosen in the panel, by anatomy alone.
+        """
+        self.show()
+        self.raise_()
+        self.set_template(volume, k)
+        if self.query.unavailable_reason is not None:
+            self.say(f"Search is unavailable: {self.query.unavailable_reason}")
+            return False
+        scope = self.scope
+        if scope == SCOPE_ARCHIVE and self.archive_dir is None:
+            self.say("Choose an archive folder first (Search in: Archive…)")
+            return False
+        request = SearchRequest(
+            template=volume,
+            slice_index=int(k),
+            labels=None,
+            weight=0.0,
+            one_per_patient_level=True,
+            scope=scope,
+            template_anatomy=self.link.anatomy_code(volume, int(k)),
+            loaded=tuple(self.link.loaded_series()) if scope == SCOPE_LOADED else (),
+            archive_dir=self.archive_dir if scope == SCOPE_ARCHIVE else None,
+        )
+        self.say("Finding similar slices in other patients…")
+        self.query.search(request)
+        return True
+
     def search(self) -> bool:
         """Start a search with the current sketch and settings; False when none could start."""
         request = self.build_request()
@@ -562,11 +594,16 @@ class SketchDock(QtWidgets.QDockWidget):
         self.results.set_results(outcome.hits, outcome.thumbnails)
         self.results.set_stale(False)
         where = "the loaded series" if outcome.request.scope == SCOPE_LOADED else "the archive"
+        what = "slices at this level in other patients" if outcome.request.similar else "results"
         if outcome.hits:
             text = (
-                f"{len(outcome.hits)} results from {outcome.searched_slices} slices of {where}"
+                f"{len(outcome.hits)} {what} from {outcome.searched_slices} slices of {where}"
                 " — click one to show it"
             )
+        elif outcome.request.similar:
+            text = f"No other patient in {where}"
+            if outcome.request.scope == SCOPE_LOADED:
+                text += ": choose an archive to search (Search in: Archive…)"
         else:
             text = f"No results in {where}"
         if outcome.note:

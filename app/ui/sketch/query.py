@@ -27,7 +27,7 @@ from app.core.volume import Volume
 from app.io.catalog import slice_thumbnail
 from app.ml.anatomy.sync_service import SyncEngine
 from app.ml.sketch.models import SketchError, SketchModels
-from app.ml.sketch.search import SketchHit, SketchIndex, slice_refs
+from app.ml.sketch.search import SketchHit, SketchIndex, patient_key, similar_slices, slice_refs
 from app.ui.loading.jobs import Job
 
 if TYPE_CHECKING:  # imported when first used: opening an archive is rare
@@ -77,9 +77,16 @@ class LoadedSeries:
 class SearchRequest:
     """Everything one search needs, collected in the GUI thread."""
 
+    @property
+    def similar(self) -> bool:
+        """A plain similar-slice search (no sketch)."""
+        return self.labels is None
+
     template: Volume
     slice_index: int
-    labels: np.ndarray
+    # The sketch's labels; ``None`` asks for similar slices: the template's
+    # level in *other* patients, by anatomy alone ("Find similar slices").
+    labels: np.ndarray | None
     weight: float
     one_per_patient_level: bool
     scope: str
@@ -344,16 +351,39 @@ class SketchQuery(QtCore.QObject):
     ) -> SearchOutcome:
         models = self._get_models()
         # The sketch is checked first: an empty or misplaced one needs no other work.
-        sketch_q = models.sketch_vector(request.template, request.slice_index, request.labels)
+        sketch_q = (
+            None
+            if request.labels is None
+            else models.sketch_vector(request.template, request.slice_index, request.labels)
+        )
         anat_q = request.template_anatomy
         if anat_q is None:
             model = self.engine.load_model()
             anat_q = np.asarray(model.embed_slices(request.template, [request.slice_index]))[0]
-        if request.scope == SCOPE_ARCHIVE:
-            return self._search_archive(request, models, anat_q, sketch_q)
-        return self._search_loaded(request, models, anat_q, sketch_q, progress, cancel)
 
-    def _search_loaded(self, request, models, anat_q, sketch_q, progress, cancel) -> SearchOutcome:
+        def rank(index: SketchIndex, own_patient: str | None) -> list[SketchHit]:
+            if sketch_q is None:
+                return similar_slices(index, anat_q, own_patient, k=request.n_results)
+            return index.query(
+                anat_q,
+                sketch_q,
+                request.weight,
+                k=request.n_results,
+                one_per_patient_level=request.one_per_patient_level,
+            )
+
+        if request.scope == SCOPE_ARCHIVE:
+            return self._search_archive(request, models, anat_q, rank)
+        return self._search_loaded(request, models, anat_q, rank, progress, cancel)
+
+    @staticmethod
+    def _own_patient(request: SearchRequest) -> str:
+        """The template's patient key, as the searched index knows it."""
+        t = request.template
+        key = next((s.key for s in request.loaded if s.volume is t), None)
+        return patient_key(t.info, key or t.info.series_uid or t.source)
+
+    def _search_loaded(self, request, models, anat_q, rank, progress, cancel) -> SearchOutcome:
         ready = [s for s in request.loaded if s.anatomy is not None]
         waiting = len(request.loaded) - len(ready)
         if not ready:
@@ -370,18 +400,15 @@ class SketchQuery(QtCore.QObject):
             def step(d: int, _n: int, base: int = base) -> None:
                 progress(base + d, total)
 
-            codes = self._codes_of(models, series.volume, step)
+            if request.similar:  # anatomy alone: the abnormality codes are not needed
+                codes = np.zeros((series.volume.n_slices, models.abnormality_dim), np.float32)
+            else:
+                codes = self._codes_of(models, series.volume, step)
             if cancel.is_set():
                 break
             index.add(slice_refs(series.volume, series.key), series.anatomy, codes)
             done += series.volume.n_slices
-        hits = index.query(
-            anat_q,
-            sketch_q,
-            request.weight,
-            k=request.n_results,
-            one_per_patient_level=request.one_per_patient_level,
-        )
+        hits = rank(index, self._own_patient(request))
         volumes = {s.key: s.volume for s in ready}
         thumbs = [soft_tissue_thumbnail(volumes[h.ref.series_key], h.ref.slice_index) for h in hits]
         note = ""
@@ -392,7 +419,7 @@ class SketchQuery(QtCore.QObject):
             )
         return SearchOutcome(request, hits, thumbs, len(index), note, volumes)
 
-    def _search_archive(self, request, models, anat_q, sketch_q) -> SearchOutcome:
+    def _search_archive(self, request, models, anat_q, rank) -> SearchOutcome:
         if request.archive_dir is None:
             raise SketchError("Choose an archive folder first (Scope: Archive…)")
         archive = self._open_archive(Path(request.archive_dir), models)
@@ -402,13 +429,7 @@ class SketchQuery(QtCore.QObject):
                 "This archive was indexed with another anatomy model: "
                 "index it again with `priorsync index`"
             )
-        hits = index.query(
-            anat_q,
-            sketch_q,
-            request.weight,
-            k=request.n_results,
-            one_per_patient_level=request.one_per_patient_level,
-        )
+        hits = rank(index, self._own_patient(request))
         thumbs = [np.asarray(archive.thumbnail(h.row), dtype=np.uint8) for h in hits]
         return SearchOutcome(request, hits, thumbs, len(index))
 

@@ -4,7 +4,9 @@ N / Shift+N step through the match candidates of a prior. They act on the
 viewport under the mouse, else on the one last clicked, else on the focused
 one, and never on the date that drives the sync (the driver shows no match
 of its own). Every viewport has a context menu (right click) holding the
-window presets, the plane, the crosshair, slice sync, saliency and export.
+window presets, the plane, the crosshair, slice sync, saliency and export,
+and the commands on the viewport's own slice that features add
+(:meth:`ViewportCommands.add_view_command`, e.g. "Find similar slices").
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class ViewportCommands(QtCore.QObject):
         self.last_clicked: ViewportView | None = None
         # Groups of window actions shown in every context menu (set by the window).
         self.menu_groups: list[Sequence[MenuEntry]] = []
+        # Commands on the clicked viewport itself: (text, what to do with it).
+        self.view_commands: list[tuple[str, Callable[[ViewportView], None]]] = []
         self.next_action = self._shortcut("Next match candidate", "N", +1)
         self.previous_action = self._shortcut("Previous match candidate", "Shift+N", -1)
         self.crosshair_action = QtGui.QAction("Crosshair lines", window)
@@ -64,6 +68,10 @@ class ViewportCommands(QtCore.QObject):
         action.triggered.connect(lambda _=False: self.step(delta))
         self.window.addAction(action)
         return action
+
+    def add_view_command(self, text: str, run: Callable[[ViewportView], None]) -> None:
+        """Offer ``text`` in every viewport's context menu; ``run`` gets that viewport."""
+        self.view_commands.append((text, run))
 
     def attach(self, view: ViewportView) -> None:
         """Give a new viewport its context menu and remember its clicks."""
@@ -123,6 +131,11 @@ class ViewportCommands(QtCore.QObject):
             menu.addSeparator()
             menu.addAction(self.next_action)
             menu.addAction(self.previous_action)
+        if self.view_commands:
+            menu.addSeparator()
+            for text, run in self.view_commands:
+                action = menu.addAction(text)
+                action.triggered.connect(lambda _=False, r=run, v=view: r(v))
         for group in self.menu_groups:
             menu.addSeparator()
             for entry in group:

@@ -389,3 +389,88 @@ def test_search_an_archive_and_open_a_result(qtbot, archive_window):
     qtbot.waitUntil(lambda: dock.pending is None, timeout=10000)
     prior = next(v for v in win.views.values() if v.state.volume.info.study_date == "20240205")
     assert prior.state.slice_index == target.ref.slice_index
+
+
+@pytest.fixture
+def two_patient_archive(qtbot, patient, patient_index_dir, tiny_models, tmp_path):
+    """The current scan on screen; an archive of its prior and of another patient's scan."""
+    from dataclasses import replace
+
+    from app.io.dicom_write import write_dicom_series
+    from app.ml.anatomy.index import IndexCache
+    from app.ml.anatomy.sync_service import SyncEngine
+    from app.ml.runtime.model import EmbeddingModel
+    from app.ml.sketch.archive import build_archive
+    from app.ml.sketch.models import SketchModels
+    from app.ui.loading.loader import Loader
+    from app.ui.shell.main_window import MainWindow
+
+    current_dir = tmp_path / "current"
+    write_dicom_series(patient.scans[0].volume, current_dir)
+    write_dicom_series(patient.scans[1].volume, tmp_path / "archive-source" / "prior")
+    # Another patient: the second prior under another identity (its anatomy is a body's).
+    other = patient.scans[2].volume
+    info = replace(
+        other.info,
+        patient_id="OTHER-0001",
+        patient_name="Other^Patient",
+        study_uid="1.2.826.0.1.3680043.10.1234.1",
+        series_uid="1.2.826.0.1.3680043.10.1234.2",
+        frame_of_reference_uid="1.2.826.0.1.3680043.10.1234.3",
+    )
+    write_dicom_series(replace(other, info=info), tmp_path / "archive-source" / "other")
+    report = build_archive(
+        tmp_path / "archive-source",
+        tmp_path / "archive",
+        model=EmbeddingModel.load(),
+        sketch_models=SketchModels.load(*tiny_models),
+    )
+    win = MainWindow(Loader(), SyncEngine(cache=IndexCache(patient_index_dir)))
+    qtbot.addWidget(win)
+    win.resize(1500, 700)
+    win.show()
+    qtbot.waitExposed(win)
+    with qtbot.waitSignal(win.settled, timeout=60000):
+        win.open_paths([current_dir])
+    qtbot.waitUntil(lambda: len(win.views) == 1 and win.is_settled(), timeout=60000)
+    yield win, report.out_dir
+    win.shutdown()
+
+
+def menu_action(win, view, text):
+    menu = win.viewport_commands.build_menu(view)
+    try:
+        return next(a for a in menu.actions() if a.text() == text)
+    finally:
+        menu.deleteLater()
+
+
+def test_find_similar_slices_from_the_viewport_menu(qtbot, two_patient_archive, patient):
+    win, archive_dir = two_patient_archive
+    view = next(iter(win.views.values()))
+    dock = win.sketch_dock
+    with win.sync.held():
+        view.state.set_slice(40)
+    # In the loaded series there is no other patient: the message says where to look.
+    with qtbot.waitSignal(dock.query.finished, timeout=60000):
+        menu_action(win, view, "Find similar slices").trigger()
+    assert dock.isVisible() and dock.template == (view.state.volume, 40)
+    assert dock.results.count() == 0
+    assert "No other patient in the loaded series" in dock.message.text()
+
+    dock.set_archive(archive_dir)
+    with qtbot.waitSignal(dock.query.finished, timeout=60000):
+        menu_action(win, view, "Find similar slices").trigger()
+    hits = dock.results.hits()
+    assert hits and "slices at this level in other patients" in dock.message.text()
+    # Only the other patient: the current's own prior (same patient) is left out.
+    assert {h.ref.series_label for h in hits} and all(
+        h.ref.patient_label == "Other^Patient" for h in hits
+    )
+    assert dock.results.item(0).icon().availableSizes()
+    # The best hit lies at the clicked level of that body (the simulator's truth).
+    current, other = patient.scans[0], patient.scans[2]
+    level = current.source_z[40]
+    order = np.argsort(other.volume.slice_z)
+    found = np.interp(hits[0].ref.z_mm, other.volume.slice_z[order], other.source_z[order])
+    assert abs(found - level) <= 15.0, (found, level)
