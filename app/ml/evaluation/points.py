@@ -85,6 +85,8 @@ class PointPairResult:
     # Why the engine answered "not covered" where the truth says both scans image the point.
     missed_reasons: dict[str, int] = field(default_factory=dict)
     registration: str = ""  # the engine's registration note
+    # Baselines whose registration raised (their points count as missed).
+    baseline_failures: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -237,8 +239,16 @@ def evaluate_point_pair(
                 seconds = result.seconds["rigid"]
             else:
                 t1 = time.perf_counter()
-                bspline = bspline_transform(current, prior, rigid)
-                answers = map_points(bspline, pts)
+                try:
+                    bspline = bspline_transform(current, prior, rigid)
+                    answers = map_points(bspline, pts)
+                except RuntimeError as exc:
+                    # SimpleITK gives up when the rigid start leaves no overlap
+                    # (validation head pair, standard seed 1): the baseline
+                    # answers nothing, so every point counts as missed.
+                    log.warning("B-spline baseline failed: %s", str(exc).strip()[-120:])
+                    result.baseline_failures.append("bspline")
+                    answers = np.full((len(pts), 3), np.nan)
                 # Its time includes the rigid registration it starts from.
                 seconds = time.perf_counter() - t1 + result.seconds["rigid"]
         else:

@@ -108,3 +108,23 @@ def test_the_default_role_is_validation():
     add_arguments(parser)
     assert parser.parse_args([]).role == "validation"
     assert parser.parse_args(["--role", "test"]).role == "test"
+
+
+def test_a_failed_bspline_baseline_counts_as_missed(toy_model, monkeypatch, caplog):
+    import app.ml.evaluation.points as points
+
+    def gives_up(*_args, **_kwargs):
+        raise RuntimeError("All samples map outside moving image buffer.")
+
+    monkeypatch.setattr(points, "bspline_transform", gives_up)
+    source = phantom_volume(n_slices=40, spacing_z=5.0, matrix=64, pixel_mm=6.0, seed=5)
+    current = identity_scan(source)
+    prior = simulate_followup(source, SMALL, np.random.default_rng(4))
+    res = evaluate_point_pair(
+        current, prior, Matcher(toy_model, cache=False), ("rigid", "bspline"), n_points=20
+    )
+    assert res.baseline_failures == ["bspline"]
+    assert res.n_covered > 0 and not np.isfinite(res.errors["bspline"]).any()
+    assert np.isfinite(res.errors["rigid"]).all()
+    assert summarise_points([res], "bspline").missed == 100.0
+    assert "B-spline baseline failed" in caplog.text

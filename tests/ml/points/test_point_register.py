@@ -6,12 +6,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from point_helpers import body_points, moved_pair
 
 from app.ml.points.grids import GridLevel, mask_on
-from app.ml.points.locate import PointParams
+from app.ml.points.locate import (
+    VERIFY_MM,
+    VERIFY_NCC_MARGIN,
+    PointParams,
+    prefer_bspline,
+    trust_transform,
+)
 from app.ml.points.ncc import ncc_at, ncc_map
-from app.ml.points.register import nearest_rotation
+from app.ml.points.register import map_points, nearest_rotation
 from app.sim.point_truth import true_points
 
 
@@ -68,6 +75,48 @@ def test_a_registration_the_anchors_contradict_is_not_used():
     assert engine.registered_point(body_points(engine, 1, 1)[0]) is None
     err, _ = errors(current, prior, engine, 40, 2)
     assert np.median(err) < 4.0
+
+
+def test_the_anchors_image_evidence_decides_the_trust():
+    # As alike as the block matches, or a little less: trusted, however far
+    # the block matches themselves lie (on hard pairs they are the worse evidence).
+    assert trust_transform(8.8, 0.63, 0.65)
+    assert trust_transform(1.0, 0.90, 0.90 + VERIFY_NCC_MARGIN)
+    # Clearly less alike than the block matches: rejected.
+    assert not trust_transform(8.0, 0.47, 0.545)
+    # The sanity bound: a registration far from every anchor is rejected whatever its NCC.
+    assert not trust_transform(VERIFY_MM + 0.1, 0.99, 0.5)
+    assert trust_transform(VERIFY_MM, 0.99, 0.5)
+    # No evidence, no trust.
+    assert not trust_transform(float("nan"), 0.9, 0.8)
+    assert not trust_transform(1.0, 0.9, float("nan"))
+    assert not trust_transform(1.0, 0.9, 0.8, bound_mm=0.5)
+    assert not trust_transform(1.0, 0.80, 0.84, margin=0.02)
+
+
+def test_the_bspline_answers_only_where_its_anchors_look_more_alike():
+    assert prefer_bspline(0.631, 0.675)
+    assert not prefer_bspline(0.918, 0.907)
+    assert not prefer_bspline(0.9, 0.9)  # a tie keeps the rigid answer
+    assert prefer_bspline(float("nan"), 0.5)
+    assert not prefer_bspline(0.5, float("nan"))
+
+
+def test_a_transform_off_the_anatomy_fails_the_image_check(registered):
+    _, _, engine = registered
+    good = engine.rigid_transform or engine.deformable_transform
+    block = engine.anchor_similarity(None)
+    assert np.isfinite(block)
+    assert engine.anchor_similarity(good) >= block - VERIFY_NCC_MARGIN
+    # 12 mm off in-plane: within the sanity bound of the anchors, but their blocks no longer match.
+    off = sitk.CompositeTransform(3)
+    off.AddTransform(sitk.TranslationTransform(3, (12.0, -6.0, 0.0)))
+    off.AddTransform(good)
+    miss = float(
+        np.median(np.linalg.norm(map_points(off, engine.anchor_src) - engine.anchor_dst, axis=1))
+    )
+    assert miss <= VERIFY_MM
+    assert not trust_transform(miss, engine.anchor_similarity(off), block)
 
 
 def test_registration_off_and_lazy():
