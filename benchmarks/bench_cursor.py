@@ -66,26 +66,6 @@ def scans(matrix: int):
     return name, out
 
 
-def truth_alignment(current, prior):
-    """The slice match the simulator's truth gives (the bench measures the cursor, not it)."""
-    from app.ml.anatomy.align import Alignment
-    from app.sim.followup import true_correspondence
-
-    prior_z, covered = true_correspondence(current, prior)
-    pz = prior.volume.slice_z
-    idx = np.abs(pz[None, :] - prior_z[:, None]).argmin(axis=1)
-    n = len(prior_z)
-    return Alignment(
-        current_z=current.volume.slice_z.copy(),
-        mapped_z=prior_z,
-        prior_index=idx,
-        score=np.ones(n),
-        in_coverage=covered,
-        prior_z=pz.copy(),
-        outlier=np.zeros(n, dtype=bool),
-    )
-
-
 class Screen:
     """The viewports on screen, as the mode switch sees them."""
 
@@ -192,8 +172,8 @@ def main() -> int:
     from app.core.cursor import CursorMark, plane_position
     from app.core.state import Channel, SyncGroup, ViewportState
     from app.ml.anatomy.sync_service import SyncEngine
+    from app.ml.evaluation.truth import truth_alignment
     from app.ml.points.cursor_pairs import CursorPairs, PairStatus
-    from app.ml.points.locate import PointPair
     from app.ui.points.tool import LinkedCursorTool
     from app.ui.shell.shutdown import configure_pyqtgraph
     from app.ui.sync.anatomical_sync import AnatomicalSync
@@ -206,14 +186,9 @@ def main() -> int:
     name, dates = scans(args.matrix)
     t = time.perf_counter()
     cursor_pairs = CursorPairs()
+    # As the viewer does (CursorPairs.prepare): fitted and registered before the first move.
     pairs = [
-        PointPair(
-            dates[0].volume,
-            d.volume,
-            truth_alignment(dates[0], d),
-            cursor_pairs.grid(dates[0].volume),
-            cursor_pairs.grid(d.volume),
-        )
+        cursor_pairs.prepare(dates[0].volume, d.volume, truth_alignment(dates[0], d))
         for d in dates[1:]
     ]
     prepare_s = time.perf_counter() - t

@@ -87,8 +87,7 @@ NO_ENGINE_MARK = CursorMark.outside("another frame of reference: no point sync w
 def contains_point(volume: Volume, lps: np.ndarray) -> bool:
     """Whether an LPS point lies within the volume's voxels (half a voxel of slack).
 
-    The same test as the point engine's ``app.ml.points.locate.inside_volume``,
-    for the core (which cannot import the engine).
+    One test for the linked cursor and the point engine (``app.ml.points.locate``).
     """
     p = np.asarray(lps, dtype=np.float64).reshape(3)
     if not np.all(np.isfinite(p)):

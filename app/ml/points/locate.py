@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.cursor import contains_point
 from app.core.volume import Volume
 from app.ml.anatomy.align import Alignment
 from app.ml.points.grids import SeriesGrid, build_grid, mask_on
@@ -67,7 +68,6 @@ __all__ = [
     "PointMatch",
     "PointPair",
     "PointParams",
-    "inside_volume",
     "prefer_bspline",
     "trust_transform",
 ]
@@ -196,20 +196,6 @@ class PointMatch:
 
 def _pt(p: np.ndarray) -> tuple[float, float, float]:
     return (round(float(p[0]), 3), round(float(p[1]), 3), round(float(p[2]), 3))
-
-
-def inside_volume(volume: Volume, lps: np.ndarray) -> bool:
-    """Whether an LPS point lies within the volume's voxels (half a voxel of slack)."""
-    idx = volume.geometry.lps_to_index(np.asarray(lps, dtype=np.float64))
-    z = np.asarray(volume.slice_z, dtype=np.float64)
-    along = float(np.asarray(lps, dtype=np.float64) @ volume.geometry.normal)
-    half = float(np.median(np.abs(np.diff(z)))) / 2.0 if len(z) > 1 else 0.5
-    rows, cols = volume.shape[1:]
-    return bool(
-        -0.5 <= idx[0] <= cols - 0.5
-        and -0.5 <= idx[1] <= rows - 0.5
-        and z.min() - half <= along <= z.max() + half
-    )
 
 
 def trust_transform(
@@ -443,7 +429,7 @@ class PointPair:
         zs, ys, xs = np.nonzero(body)
         pts = g.fine.lps_of(np.column_stack([xs, ys, zs]).astype(np.float64) * step)
         keep = [
-            i for i, p in enumerate(pts) if inside_volume(self.current, p) and self._level(p)[1]
+            i for i, p in enumerate(pts) if contains_point(self.current, p) and self._level(p)[1]
         ]
         pts = pts[keep]
         if len(pts) > self.params.max_anchors:
@@ -687,7 +673,7 @@ class PointPair:
         p = np.asarray(point, dtype=np.float64).reshape(3)
         if not np.all(np.isfinite(p)):
             return self._uncovered(p, "the point has no finite coordinates")
-        if not inside_volume(self.current, p):
+        if not contains_point(self.current, p):
             return self._uncovered(p, "the point lies outside the current volume")
         if not self.current_grid.in_body(p):
             return self._uncovered(p, "the point lies outside the body")
@@ -729,7 +715,7 @@ class PointPair:
         spread: float = 0.0,
     ) -> PointMatch:
         """The :class:`PointMatch` for prior point ``guess``, or "not covered" when it lies outside."""
-        if not inside_volume(self.prior, guess):
+        if not contains_point(self.prior, guess):
             return self._uncovered(p, "the corresponding point lies outside the prior volume")
         if not self.prior_grid.in_body(guess):
             return self._uncovered(p, "the corresponding point lies outside the prior's body")

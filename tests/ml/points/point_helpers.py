@@ -7,14 +7,13 @@ from dataclasses import replace
 import numpy as np
 from engine_helpers import phantom_volume
 
-from app.ml.anatomy.align import Alignment
+from app.ml.evaluation.truth import truth_alignment
 from app.ml.points.locate import PointPair, PointParams
 from app.sim.followup import (
     SIM_PRESETS,
     SimulatedScan,
     identity_scan,
     simulate_followup,
-    true_correspondence,
 )
 
 MOVED = replace(
@@ -27,23 +26,6 @@ MOVED = replace(
     noise_hu=(3.0, 5.0),
     lesion_probability=0.0,
 )
-
-
-def truth_alignment(current, prior) -> Alignment:
-    """The slice match the simulator's truth gives (what a perfect slice engine reports)."""
-    prior_z, covered = true_correspondence(current, prior)
-    pz = prior.volume.slice_z
-    idx = np.abs(pz[None, :] - prior_z[:, None]).argmin(axis=1)
-    n = len(prior_z)
-    return Alignment(
-        current_z=current.volume.slice_z.copy(),
-        mapped_z=prior_z,
-        prior_index=idx,
-        score=np.ones(n),
-        in_coverage=covered,
-        prior_z=pz.copy(),
-        outlier=np.zeros(n, dtype=bool),
-    )
 
 
 def body_points(engine: PointPair, n: int, seed: int) -> np.ndarray:

@@ -18,8 +18,8 @@ from app.core.measure import Measurement  # noqa: E402
 from app.core.measure_slice import image_to_lps, measurement_slice, series_key  # noqa: E402
 from app.core.measure_store import MeasurementStore  # noqa: E402
 from app.core.state import ViewportState  # noqa: E402
-from app.ml.anatomy.align import Alignment  # noqa: E402
 from app.ml.anatomy.sync_service import PairAlignment  # noqa: E402
+from app.ml.evaluation.truth import truth_alignment
 from app.sim.followup import (  # noqa: E402
     SIM_PRESETS,
     identity_scan,
@@ -51,20 +51,7 @@ class TruthEngine:
     def alignment_of(self, source, target):
         self.calls += 1
         current, prior = self.scans[id(source)], self.scans[id(target)]
-        prior_z, covered = true_correspondence(current, prior)
-        pz = prior.volume.slice_z
-        idx = np.abs(pz[None, :] - prior_z[:, None]).argmin(axis=1)
-        n = len(prior_z)
-        alignment = Alignment(
-            current_z=current.volume.slice_z.copy(),
-            mapped_z=prior_z,
-            prior_index=idx,
-            score=np.ones(n),
-            in_coverage=covered,
-            prior_z=pz.copy(),
-            outlier=np.zeros(n, dtype=bool),
-        )
-        return PairAlignment(alignment, overlap=1.0)
+        return PairAlignment(truth_alignment(current, prior), overlap=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -9,36 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 from PySide6 import QtWidgets
 
 from app.core.state import Channel, SyncGroup, ViewportState
-from app.ml.anatomy.align import Alignment
 from app.ml.anatomy.sync_service import SyncEngine
 from app.ml.points.cursor_pairs import PairStatus
 from app.ml.points.locate import PointPair
-from app.sim.followup import SimulatedScan, true_correspondence
+from app.sim.followup import SimulatedScan
 from app.ui.points.tool import LinkedCursorTool
 from app.ui.sync.anatomical_sync import AnatomicalSync
 from app.ui.viewer.mode_switch import ModeSwitch
 from app.ui.viewer.viewport import ViewportView
-
-
-def truth_alignment(current: SimulatedScan, prior: SimulatedScan) -> Alignment:
-    """The slice match the simulator's truth gives."""
-    prior_z, covered = true_correspondence(current, prior)
-    pz = prior.volume.slice_z
-    idx = np.abs(pz[None, :] - prior_z[:, None]).argmin(axis=1)
-    n = len(prior_z)
-    return Alignment(
-        current_z=current.volume.slice_z.copy(),
-        mapped_z=prior_z,
-        prior_index=idx,
-        score=np.ones(n),
-        in_coverage=covered,
-        prior_z=pz.copy(),
-        outlier=np.zeros(n, dtype=bool),
-    )
 
 
 @dataclass

@@ -11,11 +11,12 @@ from PySide6 import QtCore, QtGui, QtTest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cursor_harness import build, truth_alignment  # noqa: E402
+from cursor_harness import build  # noqa: E402
 from input_events import drag  # noqa: E402
 
 from app.core.cursor import plane_position  # noqa: E402
 from app.core.planes import Plane  # noqa: E402
+from app.ml.evaluation.truth import truth_alignment  # noqa: E402
 from app.ml.points.locate import PointPair  # noqa: E402
 from app.sim.point_truth import true_points  # noqa: E402
 from app.ui.points.cursor_overlay import CURSOR_TEXT_OUTSIDE  # noqa: E402
