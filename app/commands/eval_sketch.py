@@ -6,7 +6,11 @@ sketch alone (w = 1), overall and per lesion class, for inserted lesions, the
 role's real tumours and its visibly abnormal OpenKBP targets; ``--json FILE``
 writes every figure and per-query result. See :mod:`app.ml.evaluation.sketch`.
 ``--role validation`` (with ``--sweep``) is for choosing settings; the test
-role (the default) is run once per shipped setting, for the report. The role's
+role (the default) is run once per shipped setting, for the report. A validation
+``--sweep`` also prints (and writes to the JSON, ``chosen_weight``) each
+representation's default weight by the fixed rule of
+:func:`app.ml.evaluation.sketch.choose_validation_weight`; ``priorsync
+train-sketch --validation-json FILE`` stamps it into the exported models. The role's
 bodies, tumour masks and OpenKBP labels come from the shared data folder;
 what is missing is reported in the notes.
 
@@ -68,9 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare",
         choices=("evidence", "learned"),
+        action="append",
         default=None,
         help="also score this representation on the same patients and sketches, at its own "
-        "default weight (figures named evidence/... or learned/...)",
+        "default weight (figures named evidence/... or learned/...; learned is the shipped "
+        "pair in models/); may be given twice",
     )
     add_model_arguments(parser, cache=False, sketch=True)
 
@@ -81,7 +87,13 @@ def _error(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``priorsync eval-sketch``; returns the exit code."""
-    from app.ml.evaluation.sketch import format_sketch_report, load_eval_sources, run_sketch_eval
+    from app.ml.evaluation.sketch import (
+        WEIGHT_RULE,
+        choose_validation_weight,
+        format_sketch_report,
+        load_eval_sources,
+        run_sketch_eval,
+    )
     from app.ml.runtime.model import ModelError
 
     if (
@@ -102,14 +114,15 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_MODEL
 
     compare = {}
-    if args.compare is not None:
+    if args.compare:
         from app.ml.sketch.representation import load_sketch_representation
 
-        try:
-            compare[args.compare] = load_sketch_representation(args.compare, device=args.device)
-        except ModelError as exc:
-            _error(str(exc))
-            return EXIT_MODEL
+        for kind in dict.fromkeys(args.compare):
+            try:
+                compare[kind] = load_sketch_representation(kind, device=args.device)
+            except ModelError as exc:
+                _error(str(exc))
+                return EXIT_MODEL
 
     def progress(message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
@@ -139,6 +152,20 @@ def run(args: argparse.Namespace) -> int:
         _error(str(exc))
         return EXIT_INPUT
     print(format_sketch_report(report))
+    results = report.to_dict()
+    if args.sweep and args.role == "validation":
+        # The default weight of each representation by the fixed rule (never on the test role).
+        results["chosen_weight"] = {}
+        for name in ("", *compare):
+            try:
+                choice = choose_validation_weight(results, name)
+            except ValueError as exc:
+                print(f"no weight chosen for {name or 'the models'}: {exc}")
+                continue
+            results["chosen_weight"][name or "main"] = choice
+            print(
+                f"chosen default weight ({name or 'main'}): {choice['weight']:.2f} by {WEIGHT_RULE}"
+            )
     if args.json is not None:
-        return write_json_results(args.json, report.to_dict(), "eval-sketch")
+        return write_json_results(args.json, results, "eval-sketch")
     return EXIT_OK

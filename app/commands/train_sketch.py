@@ -2,12 +2,27 @@
 
 Needs the ``train`` extra (PyTorch). Builds a bank of lesion-free training
 slices (training volumes and simulated re-scans of them), trains the
-abnormality and sketch encoders on synthetic lesions and their sketches,
-picks the slider's default weight on a validation set made from the training
-volumes, and writes ``priorsync-abnormality.onnx`` and ``priorsync-sketch.onnx``
-to ``--out``. The default schedule (6000 steps) takes about 27 minutes on an
+abnormality and sketch encoders on synthetic lesions and their sketches, and
+writes ``priorsync-abnormality.onnx`` and ``priorsync-sketch.onnx`` to
+``--out``. The default schedule (6000 steps) takes about 27 minutes on an
 idle 2-core CPU; the bank, checkpoint, metrics and summary go to
 ``--run-dir``.
+
+The slider's default weight is chosen on the VALIDATION role, never on the
+training bodies the models learnt from:
+
+1. ``priorsync train-sketch --out DIR`` exports the models with a
+   *provisional* weight (a sweep on lesions inserted into the training
+   volumes, :mod:`app.ml.train.sketch.validate`; metadata
+   ``priorsync.default_weight_source`` says so);
+2. ``priorsync eval-sketch --role validation --sweep --abnormality-model
+   DIR/priorsync-abnormality.onnx --sketch-model DIR/priorsync-sketch.onnx
+   --json val.json`` scores them on the validation bodies;
+3. ``priorsync train-sketch --resume --validation-json val.json`` (same run
+   folder and settings) re-exports the same weights with the default weight
+   chosen from that sweep by
+   :func:`app.ml.evaluation.sketch.choose_validation_weight` (results of any
+   other role are refused).
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from app.commands.exit_codes import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 from app.commands.train import SOURCE_LICENCES, add_training_arguments, positive
@@ -44,7 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--validation-lesions",
         type=int,
         default=10,
-        help="lesion series per training volume for choosing the default weight (default 10)",
+        help="lesion series per training volume for the provisional default weight (default "
+        "10; 0: no training-volume sweep, provisional weight 0.5)",
+    )
+    parser.add_argument(
+        "--validation-json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="take the default weight from this 'eval-sketch --role validation --sweep --json' "
+        "file of these models (chosen by its fixed rule) instead of the provisional "
+        "training-volume sweep",
     )
 
 
@@ -53,11 +79,34 @@ def _check(args: argparse.Namespace) -> str | None:
         ("steps", args.steps, 1),
         ("bank-scans", args.bank_scans, 0),
         ("threads", args.threads, 1),
-        ("validation-lesions", args.validation_lesions, 1),
+        ("validation-lesions", args.validation_lesions, 0),
     ):
         if problem := positive(name, value, minimum):
             return problem
     return None
+
+
+def validation_choice(path: Path, anatomy_identity: str) -> dict[str, object]:
+    """The default weight chosen from an ``eval-sketch --role validation --sweep`` JSON file.
+
+    Raises
+    ------
+    ValueError
+        Unreadable, not of the validation role, not a sweep, or scored with
+        another anatomy model.
+    """
+    from app.ml.evaluation.sketch import choose_validation_weight
+
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: not eval-sketch results")
+    choice = choose_validation_weight(results)
+    if anatomy_identity not in str(results.get("models", "")):
+        raise ValueError(f"{path} was scored with another anatomy model than {anatomy_identity}")
+    return choice
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +157,13 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"priorsync train-sketch: the anatomy model is needed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    chosen: dict[str, object] | None = None
+    if args.validation_json is not None:
+        try:
+            chosen = validation_choice(args.validation_json, anatomy.identity)
+        except ValueError as exc:
+            print(f"priorsync train-sketch: {exc}", file=sys.stderr)
+            return EXIT_INPUT
 
     t0 = time.perf_counter()
     try:
@@ -131,24 +187,49 @@ def run(args: argparse.Namespace) -> int:
     result = train_sketch(cfg, bank, spec, run_dir=run_dir, resume=args.resume)
     train_s = time.perf_counter() - t1
 
-    validation = choose_default_weight(
-        result.abnormality,
-        result.sketch,
-        sources,
-        lambda volume: anatomy.embed_volume(volume),
-        lambda source, rng: simulate_followup(source, val_params, rng).volume,
-        spec,
-        seed=args.seed + 1000,
-        lesions_per_volume=args.validation_lesions,
-    )
-    for w, h1, h10 in zip(validation.weights, validation.hit1, validation.hit10, strict=True):
-        log.info("validation w=%.1f: hit@1 %.2f hit@10 %.2f", w, h1, h10)
-    log.info(
-        "default weight %.2f (%d queries, %d slices)",
-        validation.default_weight,
-        validation.n_queries,
-        validation.n_slices,
-    )
+    if chosen is None and args.validation_lesions == 0:
+        default_weight = 0.5
+        weight_source = (
+            "provisional: 0.5 unchosen; choose it on the validation role "
+            "(eval-sketch --role validation --sweep, then train-sketch --resume --validation-json)"
+        )
+        sweep: dict[str, object] = {"role": None}
+        validation_summary: dict[str, object] = {}
+    elif chosen is None:
+        # Provisional: lesions inserted into the TRAINING volumes.
+        provisional = choose_default_weight(
+            result.abnormality,
+            result.sketch,
+            sources,
+            lambda volume: anatomy.embed_volume(volume),
+            lambda source, rng: simulate_followup(source, val_params, rng).volume,
+            spec,
+            seed=args.seed + 1000,
+            lesions_per_volume=args.validation_lesions,
+        )
+        for w, h1, h10 in zip(
+            provisional.weights, provisional.hit1, provisional.hit10, strict=True
+        ):
+            log.info("training-volume sweep w=%.1f: hit@1 %.2f hit@10 %.2f", w, h1, h10)
+        default_weight = provisional.default_weight
+        weight_source = (
+            "provisional: training-volume sweep; choose it on the validation role "
+            "(eval-sketch --role validation --sweep, then train-sketch --resume --validation-json)"
+        )
+        sweep = {
+            "role": "training",
+            "weights": provisional.weights,
+            "hit1": provisional.hit1,
+            "hit10": provisional.hit10,
+            "n_queries": provisional.n_queries,
+        }
+        validation_summary = dataclasses.asdict(provisional)
+    else:
+        default_weight = float(cast(float, chosen["weight"]))
+        weight_source = f"validation role: {chosen['rule']}"
+        sweep = {"role": "validation", "rule": chosen["rule"], "sweep": chosen["sweep"]}
+        validation_summary = {**chosen, "file": str(args.validation_json)}
+    log.info("default weight %.2f (%s)", default_weight, weight_source)
 
     command = (
         f"priorsync train-sketch --seed {args.seed} --steps {args.steps} "
@@ -162,14 +243,8 @@ def run(args: argparse.Namespace) -> int:
     )
     extra = {
         "priorsync.train_config": json.dumps(cfg.to_dict()),
-        "priorsync.validation": json.dumps(
-            {
-                "weights": validation.weights,
-                "hit1": validation.hit1,
-                "hit10": validation.hit10,
-                "n_queries": validation.n_queries,
-            }
-        ),
+        "priorsync.validation": json.dumps(sweep),
+        "priorsync.default_weight_source": weight_source,
         "priorsync.anatomy_model": anatomy.identity,
     }
     outputs = {}
@@ -183,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
             embedding_dim=model.config.embedding_dim,
             train_command=command,
             training_data=training_data,
-            default_weight=validation.default_weight,
+            default_weight=default_weight,
             extra=extra,
         )
         path = export_encoder(
@@ -204,7 +279,9 @@ def run(args: argparse.Namespace) -> int:
         "final_loss": result.final_loss,
         "final_batch_top1": result.final_top1,
         "final_batch_beats_clean": result.final_beats_clean,
-        "validation": dataclasses.asdict(validation),
+        "default_weight": default_weight,
+        "default_weight_source": weight_source,
+        "validation": validation_summary,
         "models": outputs,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -72,7 +72,9 @@ __all__ = [
     "QueryResult",
     "SketchEvalReport",
     "SourceSet",
+    "WEIGHT_RULE",
     "average_precision",
+    "choose_validation_weight",
     "format_sketch_report",
     "hit_at_k",
     "load_eval_sources",
@@ -147,6 +149,9 @@ class SourceSet:
     targets
         Name -> (volume, OpenKBP PTV70 mask) of targets that pass the
         visibility rule (:func:`visible_target_level`), for part 3.
+    role
+        The data role of ``holdout`` (:mod:`app.sim.roles`), ``None`` when
+        the volumes are not a role's (tests, the former held-out set).
     """
 
     holdout: dict[str, Volume]
@@ -154,6 +159,7 @@ class SourceSet:
     tumours: dict[str, tuple[Volume, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     targets: dict[str, tuple[Volume, np.ndarray]] = field(default_factory=dict)
+    role: str | None = None
 
 
 def _load_tumour(name: str, volume: Volume, notes: list[str]) -> np.ndarray | None:
@@ -345,7 +351,7 @@ def load_eval_sources(
             notes.append(
                 f"{name}: PTV70 visible at slice {found[0]} ({found[1]}, {found[2]:+.0f} HU)"
             )
-    return SourceSet(holdout, templates, tumours, notes, targets)
+    return SourceSet(holdout, templates, tumours, notes, targets, role)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -418,6 +424,7 @@ class SketchEvalReport:
     notes: list[str]
     skipped_queries: list[str]
     seconds: float
+    role: str | None = None
 
     def summary(
         self, part: str, kind: str | None = None, n_boot: int = BOOTSTRAP_RESAMPLES
@@ -471,6 +478,7 @@ class SketchEvalReport:
         parts = sorted({q.part for q in self.queries})
         return {
             "models": self.models,
+            "role": self.role,
             "seed": self.seed,
             "weights": self.weights,
             "archive_slices": self.archive_slices,
@@ -490,6 +498,74 @@ class SketchEvalReport:
             "skipped_queries": self.skipped_queries,
             "seconds": round(self.seconds, 1),
         }
+
+
+# --------------------------------------------------------------------------- the default weight
+
+WEIGHT_RULE = (
+    "the weight with the highest mAP on the validation role's inserted lesions among "
+    "w = 0.0, 0.1, ..., 1.0 (eval-sketch --role validation --sweep); ties to the weight nearest "
+    "0.5, then the lower"
+)
+
+
+def choose_validation_weight(results: dict[str, Any], representation: str = "") -> dict[str, Any]:
+    """The slider's default weight chosen by :data:`WEIGHT_RULE` from a validation sweep.
+
+    Parameters
+    ----------
+    results
+        :meth:`SketchEvalReport.to_dict` of a ``--sweep`` run (or its ``--json`` file, read back).
+    representation
+        ``""`` for the main representation, else a ``compare`` name (``"evidence"``).
+
+    Returns
+    -------
+    dict
+        ``weight`` (the choice), ``rule``, ``role``, ``models`` and ``sweep``: per weight
+        ``{"w", "hit1", "hit10", "mAP", "n"}`` on inserted lesions, in weight order.
+
+    Raises
+    ------
+    ValueError
+        The results are not of the validation role (a weight is never chosen on
+        training or test bodies), hold no sweep, or no inserted-lesion query.
+    """
+    if results.get("role") != "validation":
+        raise ValueError(
+            f"the default weight is chosen on the validation role only, not on {results.get('role')!r}"
+        )
+    prefix = f"{representation}/" if representation else ""
+    inserted = results.get("summary", {}).get("inserted", {}).get("all", {})
+    sweep = []
+    for name, w in results["weights"].items():
+        if not name.startswith(prefix) or (not prefix and "/" in name):
+            continue
+        if name[len(prefix) :] == "default" or name not in inserted:
+            continue  # the default is one of the grid's weights; scored under its own name too
+        figures = inserted[name]
+        sweep.append(
+            {
+                "w": round(float(w), 2),
+                **{m: float(figures[m]) for m in ("hit1", "hit10", "mAP")},
+                "n": int(figures["n"]),
+            }
+        )
+    sweep.sort(key=lambda e: e["w"])
+    if len({e["w"] for e in sweep}) < 11:
+        raise ValueError("choosing the default weight needs a --sweep run (w = 0.0 ... 1.0)")
+    # Distances rounded (0.7 - 0.5 and 0.5 - 0.3 differ in the last bit); then the lower w.
+    best = min(
+        sweep,
+        key=lambda e: (-np.nan_to_num(e["mAP"], nan=-np.inf), round(abs(e["w"] - 0.5), 6), e["w"]),
+    )
+    return {
+        "weight": best["w"],
+        "rule": WEIGHT_RULE,
+        "role": results["role"],
+        "models": results.get("models", ""),
+        "sweep": sweep,
+    }
 
 
 # --------------------------------------------------------------------------- the run
@@ -845,6 +921,7 @@ def run_sketch_eval(
         notes=notes,
         skipped_queries=skipped,
         seconds=time.perf_counter() - t0,
+        role=sources.role,
     )
 
 

@@ -176,3 +176,60 @@ def test_visible_target_rule():
     brighter.voxels[target] += 40
     assert visible_target_level(brighter, target)[1] == "hyperdense"
     assert visible_target_level(vol, np.zeros_like(target)) is None
+
+
+def _sweep_results(role, maps, extra=None):
+    """eval-sketch results of a sweep: ``maps`` is the inserted mAP at w = 0.0 ... 1.0."""
+    weights = {"default": 0.5, "anatomy-only": 0.0, "sketch-only": 1.0}
+    weights.update({f"w={w / 10:.1f}": w / 10 for w in range(1, 10)})
+    names = {0.0: "anatomy-only", 1.0: "sketch-only"}
+    inserted = {}
+    for i, m in enumerate(maps):
+        name = names.get(i / 10, f"w={i / 10:.1f}")
+        inserted[name] = {"hit1": 0.1, "hit10": 0.5, "mAP": m, "n": 20}
+    inserted["default"] = inserted["w=0.5"]
+    results = {
+        "role": role,
+        "models": "anatomy sha256:abc; sketch",
+        "weights": weights,
+        "summary": {"inserted": {"all": inserted}},
+    }
+    results.update(extra or {})
+    return results
+
+
+def test_default_weight_is_the_best_validation_map_ties_to_one_half():
+    from app.ml.evaluation.sketch import choose_validation_weight
+
+    maps = [0.1, 0.2, 0.3, 0.4, 0.6, 0.5, 0.6, 0.2, 0.2, 0.1, 0.1]
+    choice = choose_validation_weight(_sweep_results("validation", maps))
+    assert choice["weight"] == 0.4 and choice["role"] == "validation"
+    assert [e["w"] for e in choice["sweep"]] == [i / 10 for i in range(11)]
+    tie = [0.1, 0.2, 0.3, 0.6, 0.2, 0.5, 0.2, 0.6, 0.2, 0.1, 0.1]
+    assert choose_validation_weight(_sweep_results("validation", tie))["weight"] == 0.3
+    # "default" (w = 0.5) is not counted twice, and a compare representation has its own sweep.
+    assert choose_validation_weight(_sweep_results("validation", [0.5] * 11))["weight"] == 0.5
+
+
+@pytest.mark.parametrize("role", ["test", "training", None])
+def test_default_weight_is_never_chosen_off_the_validation_role(role):
+    from app.ml.evaluation.sketch import choose_validation_weight
+
+    with pytest.raises(ValueError, match="validation role only"):
+        choose_validation_weight(_sweep_results(role, [0.5] * 11))
+
+
+def test_default_weight_needs_a_full_sweep():
+    from app.ml.evaluation.sketch import choose_validation_weight
+
+    results = _sweep_results("validation", [0.5] * 11)
+    for name in [n for n in results["weights"] if n.startswith("w=")]:
+        del results["summary"]["inserted"]["all"][name]
+    with pytest.raises(ValueError, match="--sweep"):
+        choose_validation_weight(results)
+    with pytest.raises(ValueError, match="--sweep"):
+        choose_validation_weight(_sweep_results("validation", [0.5] * 11), "evidence")
+
+
+def test_the_report_carries_its_sources_role(tiny_report):
+    assert tiny_report.role is None and tiny_report.to_dict()["role"] is None

@@ -1,8 +1,11 @@
-"""Choosing the sketch slider's default weight on a validation set of TRAINING volumes.
+"""A PROVISIONAL sketch slider weight, from a sweep on lesions in the TRAINING volumes.
 
 The app scores a stored slice for a sketch query as
 ``(1 - w) * cos(anatomy_template, anatomy_slice) + w * cos(sketch, abnormality_slice)``.
-The default ``w`` is picked here, never on held-out volumes:
+``priorsync train-sketch`` exports the weight found here only as a provisional
+default: the shipped one is chosen on the validation role
+(:func:`app.ml.evaluation.sketch.choose_validation_weight`, ``train-sketch
+--validation-json``). The sweep here never reads a validation or test body:
 
 * each training volume is re-scanned once more by the simulator (a stream the
   training bank never used), and copies of that scan get one lesion each
