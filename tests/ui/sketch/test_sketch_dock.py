@@ -332,9 +332,11 @@ def test_search_loaded_series_and_open_a_result(qtbot, synced):
     assert all(dock.query.cached_codes(v.state.volume) is not None for v in win.views.values())
 
 
-@pytest.fixture
-def archive_window(qtbot, patient, patient_index_dir, tiny_models, tmp_path):
-    """A real window (real loader) showing the current scan, and an archive of a prior on disk."""
+def window_with_archive(qtbot, patient, index_dir, tiny_models, tmp_path, others=()):
+    """A real window (real loader) showing the current scan, and an archive on disk.
+
+    The archive holds the patient's first prior and each ``(folder name, volume)`` of ``others``.
+    """
     from app.io.dicom_write import write_dicom_series
     from app.ml.anatomy.index import IndexCache
     from app.ml.anatomy.sync_service import SyncEngine
@@ -345,16 +347,17 @@ def archive_window(qtbot, patient, patient_index_dir, tiny_models, tmp_path):
     from app.ui.shell.main_window import MainWindow
 
     current_dir = tmp_path / "current"
-    prior_dir = tmp_path / "archive-source" / "prior"
     write_dicom_series(patient.scans[0].volume, current_dir)
-    write_dicom_series(patient.scans[1].volume, prior_dir)
+    write_dicom_series(patient.scans[1].volume, tmp_path / "archive-source" / "prior")
+    for name, volume in others:
+        write_dicom_series(volume, tmp_path / "archive-source" / name)
     report = build_archive(
         tmp_path / "archive-source",
         tmp_path / "archive",
         model=EmbeddingModel.load(),
         sketch_models=SketchModels.load(*tiny_models),
     )
-    win = MainWindow(Loader(), SyncEngine(cache=IndexCache(patient_index_dir)))
+    win = MainWindow(Loader(), SyncEngine(cache=IndexCache(index_dir)))
     qtbot.addWidget(win)
     win.resize(1500, 700)
     win.show()
@@ -362,7 +365,14 @@ def archive_window(qtbot, patient, patient_index_dir, tiny_models, tmp_path):
     with qtbot.waitSignal(win.settled, timeout=60000):
         win.open_paths([current_dir])
     qtbot.waitUntil(lambda: len(win.views) == 1 and win.is_settled(), timeout=60000)
-    yield win, report.out_dir
+    return win, report.out_dir
+
+
+@pytest.fixture
+def archive_window(qtbot, patient, patient_index_dir, tiny_models, tmp_path):
+    """The current scan on screen, and an archive of its prior."""
+    win, archive = window_with_archive(qtbot, patient, patient_index_dir, tiny_models, tmp_path)
+    yield win, archive
     win.shutdown()
 
 
@@ -396,18 +406,6 @@ def two_patient_archive(qtbot, patient, patient_index_dir, tiny_models, tmp_path
     """The current scan on screen; an archive of its prior and of another patient's scan."""
     from dataclasses import replace
 
-    from app.io.dicom_write import write_dicom_series
-    from app.ml.anatomy.index import IndexCache
-    from app.ml.anatomy.sync_service import SyncEngine
-    from app.ml.runtime.model import EmbeddingModel
-    from app.ml.sketch.archive import build_archive
-    from app.ml.sketch.models import SketchModels
-    from app.ui.loading.loader import Loader
-    from app.ui.shell.main_window import MainWindow
-
-    current_dir = tmp_path / "current"
-    write_dicom_series(patient.scans[0].volume, current_dir)
-    write_dicom_series(patient.scans[1].volume, tmp_path / "archive-source" / "prior")
     # Another patient: the second prior under another identity (its anatomy is a body's).
     other = patient.scans[2].volume
     info = replace(
@@ -418,22 +416,15 @@ def two_patient_archive(qtbot, patient, patient_index_dir, tiny_models, tmp_path
         series_uid="1.2.826.0.1.3680043.10.1234.2",
         frame_of_reference_uid="1.2.826.0.1.3680043.10.1234.3",
     )
-    write_dicom_series(replace(other, info=info), tmp_path / "archive-source" / "other")
-    report = build_archive(
-        tmp_path / "archive-source",
-        tmp_path / "archive",
-        model=EmbeddingModel.load(),
-        sketch_models=SketchModels.load(*tiny_models),
+    win, archive = window_with_archive(
+        qtbot,
+        patient,
+        patient_index_dir,
+        tiny_models,
+        tmp_path,
+        others=[("other", replace(other, info=info))],
     )
-    win = MainWindow(Loader(), SyncEngine(cache=IndexCache(patient_index_dir)))
-    qtbot.addWidget(win)
-    win.resize(1500, 700)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.settled, timeout=60000):
-        win.open_paths([current_dir])
-    qtbot.waitUntil(lambda: len(win.views) == 1 and win.is_settled(), timeout=60000)
-    yield win, report.out_dir
+    yield win, archive
     win.shutdown()
 
 
