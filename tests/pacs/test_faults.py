@@ -272,9 +272,10 @@ def test_cache_folder_read_only(orthanc, patients, tmp_path) -> None:
         cleanup()
 
 
-def test_search_against_a_server_that_went_away(private_orthanc) -> None:
+@pytest.mark.parametrize("protocol", ["dimse-get", "dicomweb"])
+def test_search_against_a_server_that_went_away(private_orthanc, protocol) -> None:
     server = private_orthanc()
-    config = dicomweb_config(server)
+    config = config_for(protocol, server)
     with open_backend(config) as backend:
         assert backend.find_studies(StudyQuery(patient_id=PATIENT_ID))
         server.stop()
