@@ -511,12 +511,16 @@ class SketchDock(QtWidgets.QDockWidget):
         return True
 
     # -- search ------------------------------------------------------------------------------
-    def build_request(self) -> SearchRequest | None:
-        """The search the controls describe now, or ``None`` (with a message) when none can run."""
+    def build_request(self, similar: bool = False) -> SearchRequest | None:
+        """The search the controls describe now, or ``None`` (with a message) when none can run.
+
+        ``similar`` asks for a plain similar-slice search of the template (no
+        sketch, anatomy alone, one hit per patient and level).
+        """
         if self.template is None:
             self.say("Choose a template first: show a normal slice, press “Use current slice”.")
             return None
-        if self.model.is_empty():
+        if not similar and self.model.is_empty():
             self.say("Draw the abnormality first: the sketch is empty")
             return None
         if self.query.unavailable_reason is not None:
@@ -530,9 +534,9 @@ class SketchDock(QtWidgets.QDockWidget):
         return SearchRequest(
             template=volume,
             slice_index=k,
-            labels=self.model.labels.copy(),
-            weight=self.weight,
-            one_per_patient_level=self.dedupe_check.isChecked(),
+            labels=None if similar else self.model.labels.copy(),
+            weight=0.0 if similar else self.weight,
+            one_per_patient_level=similar or self.dedupe_check.isChecked(),
             scope=scope,
             template_anatomy=self.link.anatomy_code(volume, k),
             loaded=tuple(self.link.loaded_series()) if scope == SCOPE_LOADED else (),
@@ -549,24 +553,9 @@ class SketchDock(QtWidgets.QDockWidget):
         self.show()
         self.raise_()
         self.set_template(volume, k)
-        if self.query.unavailable_reason is not None:
-            self.say(f"Search is unavailable: {self.query.unavailable_reason}")
+        request = self.build_request(similar=True)
+        if request is None:
             return False
-        scope = self.scope
-        if scope == SCOPE_ARCHIVE and self.archive_dir is None:
-            self.say("Choose an archive folder first (Search in: Archive…)")
-            return False
-        request = SearchRequest(
-            template=volume,
-            slice_index=int(k),
-            labels=None,
-            weight=0.0,
-            one_per_patient_level=True,
-            scope=scope,
-            template_anatomy=self.link.anatomy_code(volume, int(k)),
-            loaded=tuple(self.link.loaded_series()) if scope == SCOPE_LOADED else (),
-            archive_dir=self.archive_dir if scope == SCOPE_ARCHIVE else None,
-        )
         self.say("Finding similar slices in other patients…")
         self.query.search(request)
         return True
