@@ -361,9 +361,10 @@ class SketchQuery(QtCore.QObject):
             model = self.engine.load_model()
             anat_q = np.asarray(model.embed_slices(request.template, [request.slice_index]))[0]
 
-        def rank(index: SketchIndex, own_patient: str | None) -> list[SketchHit]:
-            if sketch_q is None:
-                return similar_slices(index, anat_q, own_patient, k=request.n_results)
+        def rank(index: SketchIndex) -> list[SketchHit]:
+            if sketch_q is None:  # other patients only: the template's own is left out
+                own = self._own_patient(request)
+                return similar_slices(index, anat_q, own, k=request.n_results)
             return index.query(
                 anat_q,
                 sketch_q,
@@ -408,7 +409,7 @@ class SketchQuery(QtCore.QObject):
                 break
             index.add(slice_refs(series.volume, series.key), series.anatomy, codes)
             done += series.volume.n_slices
-        hits = rank(index, self._own_patient(request))
+        hits = rank(index)
         volumes = {s.key: s.volume for s in ready}
         thumbs = [soft_tissue_thumbnail(volumes[h.ref.series_key], h.ref.slice_index) for h in hits]
         note = ""
@@ -429,7 +430,7 @@ class SketchQuery(QtCore.QObject):
                 "This archive was indexed with another anatomy model: "
                 "index it again with `priorsync index`"
             )
-        hits = rank(index, self._own_patient(request))
+        hits = rank(index)
         thumbs = [np.asarray(archive.thumbnail(h.row), dtype=np.uint8) for h in hits]
         return SearchOutcome(request, hits, thumbs, len(index))
 
