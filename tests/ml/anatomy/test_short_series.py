@@ -22,6 +22,7 @@ from app.ml.anatomy.match import (
     series_extent_mm,
     short_series_doubt,
 )
+from app.ml.evaluation.short_series import slab
 from app.paths import shared_data_dir
 
 
@@ -82,27 +83,11 @@ needs_ct = pytest.mark.skipif(
 )
 
 
-def slab(volume: Volume, centre_fraction: float, mm: float = 36.0) -> Volume:
-    """The slices of ``volume`` within an ``mm`` slab at ``centre_fraction`` of its z range."""
-    z = volume.slice_z
-    lo = z.min() + centre_fraction * (np.ptp(z) - mm)
-    sel = np.flatnonzero((z >= lo) & (z < lo + mm))
-    return volume.with_voxels(volume.voxels[sel], volume.geometry, volume.slice_positions[sel])
-
-
 @pytest.fixture(scope="module")
 def shipped():
     from app.ml.runtime.model import EmbeddingModel
 
     return Matcher(EmbeddingModel.load(device="cpu"), cache=False)
-
-
-def _toward_head(volume: Volume, fraction: float) -> float:
-    """``fraction`` of the way from the feet (0) to the head (1), in slice_z order."""
-    # Some sources run feet to head in slice_z, others head to feet: read the
-    # direction's z component (LPS: +z is toward the head).
-    up = float(volume.geometry.normal[2]) >= 0
-    return fraction if up else 1.0 - fraction
 
 
 @needs_ct
@@ -119,7 +104,7 @@ def test_short_slab_of_another_region_is_refused(shipped, current, where, prior)
     from app.sim.sources import load_source
 
     volume = load_source(current)
-    short = slab(volume, _toward_head(volume, where))
+    short = slab(volume, where, 36.0)
     assert series_extent_mm(short.slice_z) < SHORT_SERIES_MM
     other = load_source(prior)
     for a, b in ((short, other), (other, short)):
@@ -135,7 +120,7 @@ def _same_body_slab_pair(name: str) -> tuple[Volume, Volume, np.ndarray]:
     source = load_source(name)
     params = replace(SIM_PRESETS["standard"], coverage=(1.0, 1.0), matrix_sizes=(384,))
     prior = simulate_followup(source, params, np.random.default_rng(3))
-    current = slab(source, 0.5)
+    current = slab(source, 0.5, 36.0)
     # The slab's slices are source slices: their level is their own slice_z,
     # found in the prior through the simulator's truth (its source_z).
     order = np.argsort(prior.source_z)
