@@ -45,6 +45,7 @@ __all__ = [
     "Matcher",
     "SliceMatch",
     "check_matchable",
+    "matched_similarity",
     "series_extent_mm",
     "short_series_doubt",
 ]
@@ -193,6 +194,16 @@ def series_extent_mm(slice_z: np.ndarray) -> float:
     return float(z[-1] - z[0] + np.median(np.diff(z)))
 
 
+def matched_similarity(alignment: Alignment) -> float:
+    """Mean similarity (cosine) of the covered current slices to their matched prior slices.
+
+    0 when no current slice lies inside the prior; what
+    :func:`short_series_doubt` compares with :data:`MIN_SHORT_SIMILARITY`.
+    """
+    covered = alignment.in_coverage
+    return float(np.mean(alignment.score[covered])) if covered.any() else 0.0
+
+
 def short_series_doubt(alignment: Alignment) -> str | None:
     """Why a pair with a series under :data:`SHORT_SERIES_MM` is taken not to overlap, or ``None``.
 
@@ -209,8 +220,7 @@ def short_series_doubt(alignment: Alignment) -> str | None:
     role, extent = min(extents.items(), key=lambda kv: kv[1])
     if extent >= SHORT_SERIES_MM:
         return None
-    covered = alignment.in_coverage
-    similarity = float(np.mean(alignment.score[covered])) if covered.any() else 0.0
+    similarity = matched_similarity(alignment)
     if similarity >= MIN_SHORT_SIMILARITY:
         return None
     return (

@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from app.core.volume import Volume
-from app.ml.anatomy.align import Alignment
-from app.ml.anatomy.match import SHORT_SERIES_MM, Matcher, series_extent_mm
+from app.ml.anatomy.match import SHORT_SERIES_MM, Matcher, matched_similarity, series_extent_mm
 from app.sim.roles import role_of
 
 __all__ = ["BODIES", "DISJOINT", "SLAB_MM", "PairScore", "choose_threshold", "main", "slab"]
@@ -91,14 +90,8 @@ def slab(volume: Volume, toward_head: float, mm: float) -> Volume:
     return volume.with_voxels(volume.voxels[sel], volume.geometry, volume.slice_positions[sel])
 
 
-def mean_similarity(alignment: Alignment) -> float:
-    """What :func:`~app.ml.anatomy.match.short_series_doubt` compares with the threshold."""
-    covered = alignment.in_coverage
-    return float(np.mean(alignment.score[covered])) if covered.any() else 0.0
-
-
 def _score(matcher: Matcher, current: Volume, prior: Volume) -> float:
-    return mean_similarity(matcher.align(matcher.index(current), matcher.index(prior)))
+    return matched_similarity(matcher.align(matcher.index(current), matcher.index(prior)))
 
 
 def choose_threshold(same: list[float], different: list[float]) -> tuple[float, bool]:
