@@ -129,7 +129,8 @@ def run(matcher: Matcher) -> list[PairScore]:
         for mm in SLAB_MM:
             for at in SAME_AT:
                 s = slab(sources[name], at, mm)
-                assert series_extent_mm(s.slice_z) < SHORT_SERIES_MM
+                if series_extent_mm(s.slice_z) >= SHORT_SERIES_MM:  # never with SLAB_MM's values
+                    raise ValueError(f"a {mm:.0f} mm slab of {name} is not a short series")
                 tag = f"{name} {mm:.0f} mm slab at {at:.2f}"
                 add("same", tag, f"{name} follow-up", mm, _score(matcher, s, followup.volume))
                 add("same", f"{name} follow-up", tag, mm, _score(matcher, followup.volume, s))
