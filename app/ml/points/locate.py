@@ -58,7 +58,12 @@ from app.core.volume import Volume
 from app.ml.anatomy.align import Alignment
 from app.ml.points.grids import SeriesGrid, build_grid, mask_on
 from app.ml.points.ncc import ncc_at, ncc_map, peak_subvoxel
-from app.ml.points.register import RegisterParams, map_points, register_grids
+from app.ml.points.register import (
+    GridRegistration,
+    RegisterParams,
+    map_points,
+    register_grids,
+)
 
 __all__ = [
     "RADIUS_CALIBRATION",
@@ -295,6 +300,7 @@ class PointPair:
     anchor_dst: np.ndarray | None = None
     rigid_transform: Any = field(default=None, init=False, repr=False)
     deformable_transform: Any = field(default=None, init=False, repr=False)
+    grid_registration: GridRegistration | None = field(default=None, init=False, repr=False)
     registration_note: str = field(default="", init=False)
     _registered: bool = field(default=False, init=False, repr=False)
     _use_bspline: bool = field(default=False, init=False, repr=False)
@@ -569,11 +575,12 @@ class PointPair:
         levels = self.current.slice_z[covered]
         plane_z = g.fine.origin[2] + np.arange(g.body.shape[0]) * g.fine.spacing
         inside = (plane_z >= levels.min()) & (plane_z <= levels.max())
-        fixed_mask = mask_on(g.body & inside[:, None, None], g.fine, g.coarse)
+        fine_mask = g.body & inside[:, None, None] & g.fine.valid
+        fixed_mask = mask_on(fine_mask, g.fine, g.coarse)
         fixed_mask &= g.coarse.valid
         linear = None if self.affine is None else self.affine[:, :3]
         try:
-            rigid, deformable = register_grids(
+            found = register_grids(
                 g.coarse,
                 self.prior_grid.coarse,
                 fixed_mask,
@@ -581,17 +588,18 @@ class PointPair:
                 self.affine_point(centre),
                 self.params.registration,
                 linear,
+                (g.fine, self.prior_grid.fine, fine_mask),
             )
         except RuntimeError as exc:  # SimpleITK's failures (too few samples...)
             lines = str(exc).strip().splitlines()
             self.registration_note = f"registration failed: {(lines or ['?'])[-1][:200]}"
             return False
+        self.grid_registration = found
         notes = []
         block = self.anchor_similarity(None)
         similarity: dict[str, float] = {}
-        for name, tf in (("B-spline", deformable), ("rigid", rigid)):
-            if tf is None:
-                continue
+        rigid_name = "rigid"
+        for name, tf in found.candidates():
             miss = self._anchor_miss(tf)
             sim = self.anchor_similarity(tf)
             ok = trust_transform(
@@ -601,18 +609,24 @@ class PointPair:
                 f"{name} {'trusted' if ok else 'rejected'} "
                 f"(anchors {miss:.1f} mm, NCC {sim:.3f} vs {block:.3f})"
             )
-            if ok:
+            if not ok:
+                continue
+            if name == "B-spline":
+                self.deformable_transform = tf
                 similarity[name] = sim
-                if name == "B-spline":
-                    self.deformable_transform = tf
-                else:
-                    self.rigid_transform = tf
+            # Of the two rigid fits, the one whose anchors look more alike: the
+            # fine level sharpened real CT pairs on validation, but it can also
+            # walk off on flat anatomy (a smooth phantom: 1.9 against 2.9 mm).
+            elif sim > similarity.get("rigid", -np.inf):
+                self.rigid_transform = tf
+                similarity["rigid"] = sim
+                rigid_name = name
         if len(similarity) == 2:
             self._use_bspline = prefer_bspline(similarity["rigid"], similarity["B-spline"])
         else:
             self._use_bspline = "B-spline" in similarity
         if similarity:
-            notes.append(f"{'B-spline' if self._use_bspline else 'rigid'} in use")
+            notes.append(f"{'B-spline' if self._use_bspline else rigid_name} in use")
         self.registration_note = "registration: " + ", ".join(notes)
         log.info("point pair: %s", self.registration_note)
         return self.deformable_transform is not None or self.rigid_transform is not None

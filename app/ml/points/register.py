@@ -13,15 +13,18 @@ registered with SimpleITK:
 2. **B-spline** on top (control points every :data:`BSPLINE_MESH_MM`), for
    breathing and other smooth deformation.
 
-Both run on a shrunk pyramid of the grids (8 and 4 mm), so a pair takes
-seconds, not the minutes of a full-resolution registration. Whether a
+Both run on a shrunk pyramid of the coarse grids (8 and 4 mm), so a pair
+takes seconds, not the minutes of a full-resolution registration; the rigid
+stage then takes one more level on the fine 2 mm grids, from its coarse
+answer (on the 4 mm grids it stopped short: validation median 0.70 mm
+against 0.16 mm with the fine level, standard pairs). Whether a
 transform is trusted is decided by the caller against independent evidence
 (the anchor block matches of :meth:`app.ml.points.locate.PointPair.fit_affine`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,7 @@ from app.ml.points.grids import GridLevel
 
 __all__ = [
     "BSPLINE_MESH_MM",
+    "GridRegistration",
     "RegisterParams",
     "map_points",
     "nearest_rotation",
@@ -52,6 +56,9 @@ class RegisterParams:
     the deformable stage at all; ``mesh_mm``: its control-point spacing;
     ``bspline_metric``: ``"mi"`` (Mattes mutual information) or
     ``"correlation"``; ``seed``: the sampling's seed (reproducible).
+    ``fine_rigid_iterations``: iterations of a last rigid level on the fine
+    (2 mm) grids, started from the coarse rigid answer (0: none), with
+    ``fine_sampling`` of the fine mask's voxels.
     On a hard validation pair (chest-lung2) mutual information at 5 %
     sampling and 30 iterations gave 0.84 / 2.54 mm (median / p95) in 12 s of
     CPU; correlation 2.7 / 10.8 mm; 10 % and 40 iterations 0.71 / 2.63 mm in 27 s.
@@ -65,6 +72,39 @@ class RegisterParams:
     mesh_mm: float = BSPLINE_MESH_MM
     bspline_metric: str = "mi"
     seed: int = 0
+    fine_rigid_iterations: int = 100
+    fine_sampling: float = 0.05
+
+
+@dataclass(frozen=True)
+class GridRegistration:
+    """What :func:`register_grids` found; every transform maps current LPS to prior LPS.
+
+    Attributes
+    ----------
+    coarse_rigid
+        The rigid stage on the coarse grids.
+    rigid
+        The rigid stage after its fine level (``coarse_rigid`` itself when
+        the fine level is off or fails).
+    deformable
+        The B-spline on top of ``rigid``, composed with it; ``None`` when the
+        stage is off or fails.
+    """
+
+    coarse_rigid: Any
+    rigid: Any
+    deformable: Any | None
+
+    def candidates(self) -> list[tuple[str, Any]]:
+        """``(name, transform)`` of each distinct transform, the B-spline first."""
+        out: list[tuple[str, Any]] = []
+        if self.deformable is not None:
+            out.append(("B-spline", self.deformable))
+        out.append(("rigid", self.rigid))
+        if self.coarse_rigid is not self.rigid:
+            out.append(("coarse rigid", self.coarse_rigid))
+        return out
 
 
 def _image(level: GridLevel) -> sitk.Image:
@@ -80,7 +120,33 @@ def _mask(mask: np.ndarray, like: sitk.Image) -> sitk.Image:
     return img
 
 
-def _method(p: RegisterParams, mask: sitk.Image, iterations: int, lbfgs: bool) -> Any:
+def _crop(level: GridLevel, mask: np.ndarray) -> tuple[GridLevel, np.ndarray]:
+    """``level`` and ``mask`` cut to the mask's bounding box.
+
+    Only the masked box takes part in a registration: the B-spline's control
+    points then cover the anatomy, not the air padding (the optimiser's cost
+    grows with their number), and a fine level samples no padding.
+    """
+    zs, ys, xs = (np.flatnonzero(np.any(mask, axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
+    box = (slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+    origin = level.origin + np.array([xs[0], ys[0], zs[0]]) * level.spacing
+    return GridLevel(level.voxels[box], origin, level.spacing, level.valid[box]), mask[box]
+
+
+def _method(
+    p: RegisterParams,
+    mask: sitk.Image,
+    iterations: int,
+    lbfgs: bool,
+    learning_rate: float = 1.0,
+    smoothing: tuple[float, ...] | None = None,
+) -> Any:
+    """The registration method of one stage: metric, sampling, optimiser, pyramid.
+
+    ``learning_rate`` is the gradient-descent step (rigid stages);
+    ``smoothing`` the Gaussian sigma (voxels) per pyramid level, by default
+    1 voxel on every level but the last (0.5).
+    """
     reg = sitk.ImageRegistrationMethod()
     if lbfgs and p.bspline_metric == "correlation":
         reg.SetMetricAsCorrelation()
@@ -99,11 +165,16 @@ def _method(p: RegisterParams, mask: sitk.Image, iterations: int, lbfgs: bool) -
         )
     else:
         reg.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=1.0, minStep=1e-3, numberOfIterations=iterations, relaxationFactor=0.5
+            learningRate=learning_rate,
+            minStep=1e-3,
+            numberOfIterations=iterations,
+            relaxationFactor=0.5,
         )
         reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(list(p.shrink))
-    reg.SetSmoothingSigmasPerLevel([1.0] * (len(p.shrink) - 1) + [0.5])
+    if smoothing is None:
+        smoothing = (1.0,) * (len(p.shrink) - 1) + (0.5,)
+    reg.SetSmoothingSigmasPerLevel(list(smoothing))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     return reg
 
@@ -116,7 +187,8 @@ def register_grids(
     start: np.ndarray,
     params: RegisterParams | None = None,
     rotation: np.ndarray | None = None,
-) -> tuple[Any, Any | None]:
+    fine: tuple[GridLevel, GridLevel, np.ndarray] | None = None,
+) -> GridRegistration:
     """Rigid, then B-spline registration of ``current`` (fixed) to ``prior`` (moving).
 
     Parameters
@@ -135,12 +207,16 @@ def register_grids(
     rotation
         ``(3, 3)`` linear part of a first estimate (e.g. the anchor affine);
         the rigid stage starts from its nearest rotation. ``None``: no rotation.
+    fine
+        ``(current, prior, mask)`` on the fine grids: with
+        ``params.fine_rigid_iterations``, a last rigid level there, started
+        from the coarse answer (the coarse grids' 4 mm voxels limit a rigid
+        fit to about a millimetre; the fine level sharpens it).
 
     Returns
     -------
-    rigid, deformable
-        SimpleITK transforms, current LPS -> prior LPS; ``deformable`` is
-        ``None`` when the B-spline stage is off or fails.
+    GridRegistration
+        The coarse and the final rigid transform, and the B-spline on top.
 
     Raises
     ------
@@ -150,16 +226,10 @@ def register_grids(
     p = params or RegisterParams()
     if not np.any(fixed_mask):
         raise RuntimeError("the fixed mask is empty")
-    # Only the masked box of the current takes part: the B-spline's control
-    # points then cover the anatomy, not the air padding (the optimiser's cost
-    # grows with their number).
-    zs, ys, xs = (np.flatnonzero(np.any(fixed_mask, axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
-    box = (slice(zs[0], zs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
-    origin = current.origin + np.array([xs[0], ys[0], zs[0]]) * current.spacing
-    cropped = GridLevel(current.voxels[box], origin, current.spacing, current.valid[box])
+    cropped, box_mask = _crop(current, fixed_mask)
     fixed = _image(cropped)
     moving = _image(prior)
-    mask = _mask(fixed_mask[box], fixed)
+    mask = _mask(box_mask, fixed)
     init = sitk.Euler3DTransform()
     init.SetCenter(tuple(float(v) for v in centre))
     if rotation is not None:
@@ -167,9 +237,11 @@ def register_grids(
     init.SetTranslation(tuple(float(v) for v in np.asarray(start) - np.asarray(centre)))
     reg = _method(p, mask, p.rigid_iterations, lbfgs=False)
     reg.SetInitialTransform(init, inPlace=False)
-    rigid = reg.Execute(fixed, moving)
+    coarse_rigid = rigid = reg.Execute(fixed, moving)
+    if fine is not None and p.fine_rigid_iterations > 0 and np.any(fine[2]):
+        rigid = _refine_rigid(rigid, fine, p)
     if not p.bspline:
-        return rigid, None
+        return GridRegistration(coarse_rigid, rigid, None)
     extent = np.array(fixed.GetSize()) * np.array(fixed.GetSpacing())
     mesh = [max(1, int(round(e / p.mesh_mm))) for e in extent]
     bspline = sitk.BSplineTransformInitializer(fixed, mesh, order=3)
@@ -179,12 +251,37 @@ def register_grids(
     try:
         reg.Execute(fixed, moving)
     except RuntimeError:
-        return rigid, None
+        return GridRegistration(coarse_rigid, rigid, None)
     # ITK order: the transform added last applies first (the B-spline, then the rigid).
     composite = sitk.CompositeTransform(3)
     composite.AddTransform(rigid)
     composite.AddTransform(bspline)
-    return rigid, composite
+    return GridRegistration(coarse_rigid, rigid, composite)
+
+
+def _as_euler(transform: Any) -> Any:
+    """The Euler 3-D transform inside a registration's answer (a one-element composite)."""
+    if isinstance(transform, sitk.CompositeTransform) and transform.GetNumberOfTransforms() == 1:
+        transform = transform.GetNthTransform(0)
+    return sitk.Euler3DTransform(transform.Downcast())
+
+
+def _refine_rigid(
+    rigid: Any, fine: tuple[GridLevel, GridLevel, np.ndarray], p: RegisterParams
+) -> Any:
+    """One more rigid level on the fine grids, from ``rigid``; ``rigid`` when it fails."""
+    current, prior, fine_mask = fine
+    cropped, box_mask = _crop(current, fine_mask)
+    fixed = _image(cropped)
+    # One level at full resolution, unsmoothed, small steps: the coarse level
+    # already found the basin; this one only sharpens it and must not jump out.
+    level = replace(p, shrink=(1,), sampling=p.fine_sampling)
+    reg = _method(level, _mask(box_mask, fixed), p.fine_rigid_iterations, False, 0.25, (0.0,))
+    reg.SetInitialTransform(_as_euler(rigid), inPlace=False)
+    try:
+        return reg.Execute(fixed, _image(prior))
+    except RuntimeError:
+        return rigid
 
 
 def nearest_rotation(linear: np.ndarray) -> np.ndarray:
