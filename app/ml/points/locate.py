@@ -20,11 +20,13 @@ Once per pair (:meth:`PointPair.prepare`, after both series are indexed):
    breathing (:meth:`PointPair.fit_residuals`).
 
 5. **Registration** (:meth:`PointPair.register`, seconds; lazily at the
-   first point when nobody ran it): rigid then B-spline 3-D registration on
-   the coarse grids, started from the affine (:mod:`app.ml.points.register`),
+   first point when nobody ran it): rigid 3-D registration on the coarse
+   grids, one more rigid level on the fine grids, then a B-spline on the
+   coarse grids, started from the affine (:mod:`app.ml.points.register`),
    each transform kept only when the anchors look about as alike through it
-   as through their own block matches (:func:`trust_transform`); with both
-   kept, the one whose anchors look more alike answers (:func:`prefer_bspline`).
+   as through their own block matches (:func:`trust_transform`). Of the two
+   rigid fits the one whose anchors look more alike is kept; with a B-spline
+   kept too, the one whose anchors look more alike answers (:func:`prefer_bspline`).
 
 Per point (:meth:`PointPair.locate`, milliseconds):
 
@@ -539,8 +541,8 @@ class PointPair:
     def register(self) -> bool:
         """3-D registration of the pair, checked against the anchors; once (then cached).
 
-        Rigid then B-spline (:func:`app.ml.points.register.register_grids`) on
-        the coarse grids, over the current's body at the levels the prior
+        Rigid (coarse, then fine) and B-spline
+        (:func:`app.ml.points.register.register_grids`), over the current's body at the levels the prior
         images, started from the anchor affine (else the slice match and
         global shift). Each stage is *used* by :meth:`locate` only when
         :func:`trust_transform` accepts it: the anchors the affine kept look
