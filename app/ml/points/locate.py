@@ -661,13 +661,23 @@ class PointPair:
         answer = self._registered_answer(p)
         return None if answer is None else answer[0]
 
-    def _registered_answer(self, p: np.ndarray) -> tuple[np.ndarray, float, float] | None:
-        """(prior point, local NCC, distance between the two transforms' answers or 0)."""
+    def verified_transform(self) -> Any | None:
+        """The verified transform that answers points (:meth:`register`'s choice), or ``None``."""
         chosen, other = self.rigid_transform, self.deformable_transform
         if self._use_bspline or chosen is None:
-            chosen, other = other, chosen
+            chosen = other
+        return chosen
+
+    def _registered_answer(self, p: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+        """(prior point, local NCC, distance between the two transforms' answers or 0)."""
+        chosen = self.verified_transform()
         if chosen is None:
             return None
+        other = (
+            self.rigid_transform
+            if chosen is self.deformable_transform
+            else self.deformable_transform
+        )
         xyz = tuple(float(v) for v in p)
         q = np.asarray(chosen.TransformPoint(xyz), dtype=np.float64)
         spread = 0.0
