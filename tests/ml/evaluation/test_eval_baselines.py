@@ -67,7 +67,7 @@ def test_evaluate_pair_scores_every_method(sim_pair, toy_model):
     current, prior = sim_pair
     matcher = Matcher(toy_model, cache=False)
     res = evaluate_pair(current, prior, matcher, preset="standard", source="phantom")
-    assert set(res.errors) == {"engine", "refined", "equal_z", "ncc", "rigid", "oracle"}
+    assert set(res.errors) == {"engine", "exact", "refined", "equal_z", "ncc", "rigid", "oracle"}
     n = res.n_covered
     assert n > 10 and all(len(e) == n for e in res.errors.values())
     spacing = res.prior_spacing_mm
@@ -89,7 +89,15 @@ def test_evaluate_pair_scores_every_method(sim_pair, toy_model):
         [res],
     )
     text = format_report(report)
-    for word in ("engine", "refined", "rigid", "ncc", "oracle", "goal mean |dz| <= 1.0 mm"):
+    for word in (
+        "engine",
+        "exact",
+        "refined",
+        "rigid",
+        "ncc",
+        "oracle",
+        "goal mean |dz| <= 1.0 mm",
+    ):
         assert word in text
     assert report.to_dict()["pairs"][0]["n_covered"] == n
 
