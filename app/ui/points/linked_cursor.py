@@ -13,7 +13,10 @@ Pairs are prepared once per ordered pair of dates (seconds each, in a worker
 of their own so that a query never waits behind a preparation), from the
 alignment the anatomical sync registered once both series were indexed:
 :meth:`LinkedCursor.prepare_all` prepares every aligned pair on screen, the
-newest date's first, since it usually drives.
+newest date's first, since it usually drives. The same worker then blends
+the pair's verified registration into the slice sync's mapping (stage two,
+:func:`~app.ml.points.levels.refine_levels`) and registers the refined
+alignment with the sync engine: later scrolls land on the sharper level.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from PySide6 import QtCore
 
 from app.core.cursor import OUTSIDE_SCAN, CursorMark, contains_point
 from app.core.state import CursorMapper, SyncGroup, ViewportState, newest_first
-from app.ml.anatomy.sync_service import SyncEngine
+from app.ml.anatomy.registration import RefinedAlignment
+from app.ml.anatomy.sync_service import PairAlignment, SyncEngine
 from app.ml.points.cursor_pairs import CursorPairs, PairStatus
+from app.ml.points.levels import refine_levels
 from app.ml.points.locate import PointMatch, PointPair
 from app.ui.loading.jobs import Job
 
@@ -163,13 +168,26 @@ class LinkedCursor(QtCore.QObject, CursorMapper):
         pairs, alignment = self.pairs, found.alignment
         src, dst = source.volume, target.volume
 
-        def work(_progress, _cancel) -> PointPair:
-            return pairs.prepare(src, dst, alignment)
+        def work(_progress, _cancel) -> tuple[PointPair, RefinedAlignment]:
+            pair = pairs.prepare(src, dst, alignment)
+            # Slice sync's stage two comes with the pair's registration: seconds
+            # of the same worker, no second registration.
+            return pair, refine_levels(pair)
 
-        def done(pair: PointPair) -> None:
+        def done(result: tuple[PointPair, RefinedAlignment]) -> None:
+            pair, exact = result
             self._preparing.discard(key)
-            if self.engine.alignment_of(src, dst) is found:
-                self._register(source, target, PairStatus(pair))
+            if self.engine.alignment_of(src, dst) is not found:
+                return  # re-aligned meanwhile: this pair is stale
+            self._register(source, target, PairStatus(pair))
+            if exact.used:
+                # The slice sync's mapping is replaced silently; the next scroll uses it.
+                refined = PairAlignment(exact.alignment, found.overlap, refined=True)
+                self.engine.add_alignment(src, dst, refined)
+                log.info(
+                    "slice sync refined by the pair's registration (median shift %.1f mm)",
+                    exact.median_shift_mm,
+                )
 
         def failed(message: str) -> None:
             self._preparing.discard(key)

@@ -292,6 +292,9 @@ class AlignedEngine:
     def alignment_of(self, source, target):
         return self.alignments.get((id(source), id(target)))
 
+    def add_alignment(self, source, target, pair):
+        self.alignments[(id(source), id(target))] = pair
+
 
 @pytest.mark.slow
 def test_entering_the_mode_prepares_the_aligned_pairs(qtbot, dates):
@@ -312,6 +315,12 @@ def test_entering_the_mode_prepares_the_aligned_pairs(qtbot, dates):
         qtbot.waitUntil(lambda: h.tool.linked.is_idle(), timeout=60000)
         ready = h.tool.linked.pairs.status(current, prior1)
         assert ready is not None and ready.pair is not None
+        # Stage two: the pair's verified registration refined the slice sync's mapping.
+        assert ready.pair.verified_transform() is not None, ready.pair.registration_note
+        refined = h.tool.linked.engine.alignment_of(current, prior1)
+        assert refined.refined and refined.overlap == aligned.overlap
+        assert np.array_equal(refined.alignment.in_coverage, aligned.alignment.in_coverage)
+        assert h.tool.linked.engine.alignment_of(current, prior2) is unrelated
         p = body_point_covered_by(scans, pairs, (1,))
         with qtbot.waitSignal(h.tool.linked.answered, timeout=20000):
             click_at_point(h, h.views[0], p)
