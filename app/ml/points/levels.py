@@ -65,6 +65,7 @@ def _body_points(volume: Volume, k: int, step_mm: float) -> np.ndarray:
     if body.sum() < 10:
         body[:] = True
     ij = np.column_stack([cc[body], rr[body], np.zeros(int(body.sum()))]).astype(np.float64)
+    # From the slice's own position, not index_to_lps: uneven slices keep their true level.
     return volume.slice_positions[k] + (ij * np.asarray(g.spacing)) @ g.direction.T
 
 

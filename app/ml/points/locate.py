@@ -542,9 +542,9 @@ class PointPair:
         """3-D registration of the pair, checked against the anchors; once (then cached).
 
         Rigid (coarse, then fine) and B-spline
-        (:func:`app.ml.points.register.register_grids`), over the current's body at the levels the prior
-        images, started from the anchor affine (else the slice match and
-        global shift). Each stage is *used* by :meth:`locate` only when
+        (:func:`app.ml.points.register.register_grids`), over the current's
+        body at the levels the prior images, started from the anchor affine
+        (else the slice match and global shift). Each stage is *used* by :meth:`locate` only when
         :func:`trust_transform` accepts it: the anchors the affine kept look
         about as alike through it as through their block matches, and it
         lies within ``verify_mm`` of those matches (median). With both
@@ -663,10 +663,9 @@ class PointPair:
 
     def verified_transform(self) -> Any | None:
         """The verified transform that answers points (:meth:`register`'s choice), or ``None``."""
-        chosen, other = self.rigid_transform, self.deformable_transform
-        if self._use_bspline or chosen is None:
-            chosen = other
-        return chosen
+        if self._use_bspline or self.rigid_transform is None:
+            return self.deformable_transform
+        return self.rigid_transform
 
     def _registered_answer(self, p: np.ndarray) -> tuple[np.ndarray, float, float] | None:
         """(prior point, local NCC, distance between the two transforms' answers or 0)."""

@@ -276,7 +276,14 @@ def _refine_rigid(
     # One level at full resolution, unsmoothed, small steps: the coarse level
     # already found the basin; this one only sharpens it and must not jump out.
     level = replace(p, shrink=(1,), sampling=p.fine_sampling)
-    reg = _method(level, _mask(box_mask, fixed), p.fine_rigid_iterations, False, 0.25, (0.0,))
+    reg = _method(
+        level,
+        _mask(box_mask, fixed),
+        p.fine_rigid_iterations,
+        lbfgs=False,
+        learning_rate=0.25,
+        smoothing=(0.0,),
+    )
     reg.SetInitialTransform(_as_euler(rigid), inPlace=False)
     try:
         return reg.Execute(fixed, _image(prior))
