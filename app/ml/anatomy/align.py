@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AlignParams", "Alignment", "align_series", "normalise_scores"]
+__all__ = ["AlignParams", "Alignment", "align_series", "levels_in_coverage", "normalise_scores"]
 
 # Offset grid of the placement vote (mm).
 _PLACEMENT_GRID_MM = 1.0
@@ -331,6 +331,46 @@ def _prior_extent(prior_z: np.ndarray) -> tuple[float, float, float, float]:
         float(spacing[0] / 2.0),
         float(spacing[-1] / 2.0),
     )
+
+
+def levels_in_coverage(
+    prior_z: np.ndarray, levels: np.ndarray, margin_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which levels the prior images, and the prior slice nearest each.
+
+    Parameters
+    ----------
+    prior_z
+        ``(m,)`` the prior's slice levels (mm), ascending.
+    levels
+        ``(n,)`` levels mapped into the prior (mm along its normal).
+    margin_mm
+        Tolerance beyond the imaged slab and a gap (:attr:`AlignParams.coverage_margin_mm`).
+
+    Returns
+    -------
+    covered, nearest
+        ``(n,)`` bool: on the prior's imaged slab (first/last slice +- half a
+        slice, + margin) and not in a gap of it; ``(n,)`` index into ``prior_z``.
+    """
+    pz = np.asarray(prior_z, dtype=np.float64)
+    z = np.asarray(levels, dtype=np.float64)
+    m = len(pz)
+    p_lo, p_hi, h_lo, h_hi = _prior_extent(pz)
+    # The mapped level must fall on the prior's imaged slab.
+    covered = (z >= p_lo - h_lo - margin_mm) & (z <= p_hi + h_hi + margin_mm)
+    nearest = np.clip(np.searchsorted(pz, z), 1, max(m - 1, 1))
+    if m == 1:
+        nearest = np.zeros(len(z), dtype=np.int64)
+    else:
+        left = nearest - 1
+        pick_left = np.abs(z - pz[left]) <= np.abs(pz[nearest] - z)
+        nearest = np.where(pick_left, left, nearest)
+    # A level in a gap of the prior (missing slices) is not imaged either: allow
+    # up to one typical slice spacing to the nearest slice, as a 2-slice gap would.
+    typical_gap = float(np.median(np.diff(pz))) if m > 1 else 2.0 * h_lo
+    covered &= np.abs(pz[nearest] - z) <= typical_gap + margin_mm
+    return covered, nearest
 
 
 def _viterbi(emission: np.ndarray, cz: np.ndarray, step: float, p: AlignParams) -> np.ndarray:
@@ -719,23 +759,7 @@ def align_series(
         path = _residual_path(combined, cz, zz, path, p.fine_band_mm, weights, step, p)
     mapped_sorted = cz + path
 
-    # Coverage: the mapped level must fall on the prior's imaged slab.
-    margin = p.coverage_margin_mm
-    covered_sorted = (mapped_sorted >= p_lo - h_lo - margin) & (
-        mapped_sorted <= p_hi + h_hi + margin
-    )
-    nearest_sorted = np.clip(np.searchsorted(pz, mapped_sorted), 1, max(m - 1, 1))
-    if m == 1:
-        nearest_sorted = np.zeros(n, dtype=np.int64)
-    else:
-        left = nearest_sorted - 1
-        pick_left = np.abs(mapped_sorted - pz[left]) <= np.abs(pz[nearest_sorted] - mapped_sorted)
-        nearest_sorted = np.where(pick_left, left, nearest_sorted)
-
-    # A level in a gap of the prior (missing slices) is not imaged either: allow
-    # up to one typical slice spacing to the nearest slice, as a 2-slice gap would.
-    typical_gap = float(np.median(np.diff(pz))) if m > 1 else 2.0 * h_lo
-    covered_sorted &= np.abs(pz[nearest_sorted] - mapped_sorted) <= typical_gap + margin
+    covered_sorted, nearest_sorted = levels_in_coverage(pz, mapped_sorted, p.coverage_margin_mm)
 
     # Outliers: own best match more than a few slices off the path.
     # On the evidence the placement used (match_slope, the overlap test, reads these).
