@@ -351,8 +351,12 @@ class PointPair:
         An 168 x 168 x 36 mm block of the current around its body's centre, at
         the middle of the levels the prior images, is correlated with the prior
         over +-100 mm in-plane and +-20 mm through-plane around the matched
-        level (coarse grid, masked NCC). Table height, field of view and frame
-        of reference differ by tens of mm; this finds them whatever crops the body.
+        level (coarse grid, masked NCC), from two starts: the same in-plane
+        coordinate, and the prior's body centre at that level. The better peak
+        wins. Table height, field of view and frame of reference differ by
+        tens of mm, and across frames of reference by more than the search
+        reaches (a validation chest pair: 181 mm), where the body centres
+        still agree to within a cropped field of view.
         """
         a = self.alignment
         covered = np.flatnonzero(a.in_coverage)
@@ -366,7 +370,26 @@ class PointPair:
         centre_lps[:2] = c
         zp = float(a.map_z(float(centre_lps @ self.current.geometry.normal)))
         n_prior = self.prior.geometry.normal
-        guess = centre_lps + (zp - float(centre_lps @ n_prior)) * n_prior
+        same = centre_lps + (zp - float(centre_lps @ n_prior)) * n_prior
+        guesses = [same]
+        body = self.prior_grid.centroid_at(float(same[2]))
+        if body is not None:
+            guesses.append(np.array([body[0], body[1], same[2]]))
+        best, found = 0.0, None
+        for guess in guesses:
+            at, peak = self._shift_match(centre_lps, guess)
+            if at is not None and peak > best:
+                best, found = peak, at
+        if found is None:
+            return np.zeros(3)
+        shift = found - centre_lps
+        shift[2] = 0.0
+        return shift
+
+    def _shift_match(
+        self, centre_lps: np.ndarray, guess: np.ndarray
+    ) -> tuple[np.ndarray | None, float]:
+        """:meth:`global_shift`'s block match from one start: (prior LPS of the peak, its NCC)."""
         cur, pri = self.current_grid.coarse, self.prior_grid.coarse
         c0 = np.rint(cur.index_of(centre_lps)).astype(np.int64)
         half = (21, 21, 4)
@@ -377,13 +400,10 @@ class PointPair:
         region, r_mask = pri.patch(g0, reach)
         score = ncc_map(template, region, t_mask, r_mask)
         if not np.any(score > 0):
-            return np.zeros(3)
+            return None, 0.0
         at = np.unravel_index(int(np.argmax(score)), score.shape)
         off = np.array([at[2] - search[0], at[1] - search[1], 0.0]) * pri.spacing
-        found = pri.lps_of(g0) + off
-        shift = found - centre_lps
-        shift[2] = 0.0
-        return shift
+        return pri.lps_of(g0) + off, float(score[at])
 
     def start(self, p: np.ndarray) -> np.ndarray:
         """Starting prior point: the matched level, shifted in-plane by :meth:`global_shift`."""
