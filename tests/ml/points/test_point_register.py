@@ -102,6 +102,8 @@ def test_the_bspline_answers_only_where_its_anchors_look_more_alike():
     assert prefer_bspline(0.631, 0.675)
     assert not prefer_bspline(0.918, 0.907)
     assert not prefer_bspline(0.9, 0.9)  # a tie keeps the rigid answer
+    assert not prefer_bspline(0.9, 0.92)  # a lead under BSPLINE_NCC_LEAD too
+    assert prefer_bspline(0.9, 0.92, lead=0.0)
     assert prefer_bspline(float("nan"), 0.5)
     assert not prefer_bspline(0.5, float("nan"))
 
