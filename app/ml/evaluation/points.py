@@ -54,8 +54,11 @@ __all__ = [
     "PointPairResult",
     "evaluate_point_pair",
     "format_point_report",
+    "pair_source",
+    "role_sources",
     "run_point_evaluation",
     "sample_body_points",
+    "sample_pair_points",
     "summarise_points",
 ]
 
@@ -157,6 +160,40 @@ def sample_body_points(body_lps: Callable[[], np.ndarray], n: int, seed: int) ->
     return pts[sel] + rng.uniform(-1.0, 1.0, size=(len(sel), 3))
 
 
+def sample_pair_points(engine: PointPair, n: int, seed: int, pair: int) -> np.ndarray:
+    """The ``n`` evaluation points of one pair: inside the current's body, seeded by the pair."""
+    grid = engine.current_grid
+
+    def body_lps() -> np.ndarray:
+        zs, ys, xs = np.nonzero(grid.body)
+        return grid.fine.lps_of(np.column_stack([xs, ys, zs]).astype(np.float64))
+
+    return sample_body_points(body_lps, n, seed * 1000 + pair)
+
+
+def pair_source(names: Sequence[str], seed: int, pair: int) -> str:
+    """The body of pair ``pair`` of ``seed``: the role's bodies in turn, one step per seed."""
+    return names[(pair + seed) % len(names)]
+
+
+def role_sources(role: str) -> list[str]:
+    """The available named bodies of a role (OpenKBP scans are head-and-neck only and coarse).
+
+    Raises
+    ------
+    ValueError
+        An unknown role.
+    """
+    from app.sim.roles import bodies
+    from app.sim.sources import available_sources
+
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    return available_sources(
+        list(bodies("test" if role == "test" else "validation", openkbp=False))
+    )
+
+
 def evaluate_point_pair(
     current_scan: Any,
     prior_scan: Any,
@@ -181,13 +218,7 @@ def evaluate_point_pair(
     t0 = time.perf_counter()
     engine.register()
     t_register = time.perf_counter() - t0
-    grid = engine.current_grid
-
-    def body_lps() -> np.ndarray:
-        zs, ys, xs = np.nonzero(grid.body)
-        return grid.fine.lps_of(np.column_stack([xs, ys, zs]).astype(np.float64))
-
-    pts = sample_body_points(body_lps, n_points, seed * 1000 + pair)
+    pts = sample_pair_points(engine, n_points, seed, pair)
     truth, covered = true_points(current_scan, prior_scan, pts)
     result = PointPairResult(preset, source, seed, pair, len(pts), int(covered.sum()))
     result.region = _region(source)
@@ -320,14 +351,10 @@ def run_point_evaluation(
         An unknown role, or no source volume of the role is available.
     """
     from app.ml.evaluation.slices import make_pair
-    from app.sim.roles import bodies
-    from app.sim.sources import available_sources
 
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-    # The named bodies of the role (OpenKBP scans are head-and-neck only and coarse).
-    wanted = bodies("test" if role == "test" else "validation", openkbp=False)
-    names = list(sources) if sources is not None else available_sources(list(wanted))
+    names = role_sources(role)  # checks the role, whatever ``sources`` says
+    if sources is not None:
+        names = list(sources)
     if not names:
         raise ValueError(f"no {role} CT volume is available to evaluate on")
     pairs: list[PointPairResult] = []
@@ -340,7 +367,7 @@ def run_point_evaluation(
         done: list[PointPairResult] = []
         for seed in seeds:
             for t in range(n_pairs):
-                name = names[(t + seed) % len(names)]
+                name = pair_source(names, seed, t)
                 if progress:
                     progress(f"{preset} seed {seed} pair {t + 1}/{n_pairs} ({name})")
                 sim = make_pair(name, preset, seed, t)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from app.ml.anatomy.match import Matcher
-from app.ml.points.locate import PointPair, trust_transform
+from app.ml.points.locate import PointPair, prefer_bspline
 from app.ml.points.register import map_points
 
 __all__ = ["LEADS", "choose", "main", "point_record"]
@@ -38,48 +38,28 @@ __all__ = ["LEADS", "choose", "main", "point_record"]
 LEADS: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, float("inf"))
 
 
-def _candidates(pair: PointPair) -> list[dict[str, Any]]:
-    """Each candidate transform of the pair's registration, with its anchor evidence."""
-    found = pair.grid_registration
-    if found is None:
-        return []
-    block = pair.anchor_similarity(None)
-    out = []
-    for name, tf in found.candidates():
-        miss = pair._anchor_miss(tf)
-        sim = pair.anchor_similarity(tf)
-        ok = trust_transform(miss, sim, block, pair.params.verify_mm, pair.params.verify_ncc_margin)
-        out.append({"name": name, "trusted": ok, "ncc": sim, "tf": tf})
-    return out
-
-
 def choose(cands: Sequence[dict[str, Any]], lead: float) -> dict[str, Any] | None:
     """The candidate that answers with B-spline lead ``lead`` (:meth:`PointPair.register`'s rule)."""
     rigid = [c for c in cands if c["trusted"] and c["name"] != "B-spline"]
     best = max(rigid, key=lambda c: c["ncc"]) if rigid else None
     spline = [c for c in cands if c["trusted"] and c["name"] == "B-spline"]
-    if spline and (best is None or spline[0]["ncc"] > best["ncc"] + lead):
+    rigid_ncc = float("nan") if best is None else best["ncc"]
+    if spline and prefer_bspline(rigid_ncc, spline[0]["ncc"], lead):
         return spline[0]
     return best
 
 
 def point_record(sim: Any, matcher: Matcher, labels: tuple[str, str, int, int]) -> dict[str, Any]:
     """One point pair: the engine's own errors and every candidate's (module docstring)."""
-    from app.ml.evaluation.points import sample_body_points
+    from app.ml.evaluation.points import sample_pair_points
     from app.sim.point_truth import true_points
 
     current, prior = sim.current.volume, sim.prior.volume
     alignment = matcher.align(matcher.index(current), matcher.index(prior))
     pair = PointPair.prepare(current, prior, alignment)
     pair.register()
-    grid = pair.current_grid
-
-    def body_lps() -> np.ndarray:
-        zs, ys, xs = np.nonzero(grid.body)
-        return grid.fine.lps_of(np.column_stack([xs, ys, zs]).astype(np.float64))
-
     preset, source, seed, t = labels
-    pts = sample_body_points(body_lps, 100, seed * 1000 + t)
+    pts = sample_pair_points(pair, 100, seed, t)
     truth, covered = true_points(sim.current, sim.prior, pts)
     sel = np.flatnonzero(covered)
     engine = []
@@ -89,9 +69,11 @@ def point_record(sim: Any, matcher: Matcher, labels: tuple[str, str, int, int]) 
             float(np.linalg.norm(m.prior_point - truth[i])) if m.in_coverage else float("inf")
         )
     cands = []
-    for c in _candidates(pair):
-        err = np.linalg.norm(map_points(c["tf"], pts[sel]) - truth[sel], axis=1)
-        cands.append({k: c[k] for k in ("name", "trusted", "ncc")} | {"errors": err.tolist()})
+    for c in pair.candidate_checks:
+        err = np.linalg.norm(map_points(c.transform, pts[sel]) - truth[sel], axis=1)
+        cands.append(
+            {"name": c.name, "trusted": c.trusted, "ncc": c.similarity, "errors": err.tolist()}
+        )
     return {
         "preset": preset,
         "source": source,
@@ -114,12 +96,11 @@ def _point_errors(rec: dict[str, Any], lead: float) -> np.ndarray:
 
 def _collect(seeds: Sequence[int], n_pairs: int, store: Path | None) -> list[dict[str, Any]]:
     from app.io.safe_write import safe_write
+    from app.ml.evaluation.points import pair_source, role_sources
     from app.ml.evaluation.slices import make_pair
     from app.ml.runtime.model import EmbeddingModel
-    from app.sim.roles import bodies
-    from app.sim.sources import available_sources
 
-    names = available_sources(list(bodies("validation", openkbp=False)))
+    names = role_sources("validation")
     if not names:
         raise SystemExit("no validation CT volume is available (shared data)")
     done: dict[str, dict[str, Any]] = {}
@@ -128,7 +109,7 @@ def _collect(seeds: Sequence[int], n_pairs: int, store: Path | None) -> list[dic
     matcher = Matcher(EmbeddingModel.load(None, device="cpu"), cache=False, memory_entries=2)
     for preset, seed in itertools.product(("standard", "hard"), seeds):
         for t in range(n_pairs):
-            name = names[(t + seed) % len(names)]  # eval-points' own choice of pairs
+            name = pair_source(names, seed, t)  # eval-points' own pairs
             key = f"{preset}/{name}/{seed}/{t}"
             if key in done:
                 continue

@@ -69,11 +69,12 @@ from app.ml.points.register import (
 )
 
 __all__ = [
-    "RADIUS_CALIBRATION",
     "BSPLINE_NCC_LEAD",
+    "RADIUS_CALIBRATION",
     "REGISTERED_RADIUS",
     "VERIFY_MM",
     "VERIFY_NCC_MARGIN",
+    "CandidateCheck",
     "PointMatch",
     "PointPair",
     "PointParams",
@@ -174,6 +175,21 @@ class PointParams:
     verify_ncc_margin: float = VERIFY_NCC_MARGIN
     bspline_lead: float = BSPLINE_NCC_LEAD
     registration: RegisterParams = field(default_factory=RegisterParams)
+
+
+@dataclass(frozen=True)
+class CandidateCheck:
+    """One candidate transform of a pair's registration and the anchors' verdict on it.
+
+    ``miss_mm``: median distance to the anchors' block matches; ``similarity``:
+    the anchors' mean local NCC through it; ``trusted``: :func:`trust_transform`.
+    """
+
+    name: str
+    transform: Any = field(repr=False)
+    miss_mm: float
+    similarity: float
+    trusted: bool
 
 
 @dataclass(frozen=True)
@@ -323,6 +339,8 @@ class PointPair:
     rigid_transform: Any = field(default=None, init=False, repr=False)
     deformable_transform: Any = field(default=None, init=False, repr=False)
     grid_registration: GridRegistration | None = field(default=None, init=False, repr=False)
+    # Every candidate of grid_registration with its check, in candidates() order.
+    candidate_checks: list[CandidateCheck] = field(default_factory=list, init=False, repr=False)
     registration_note: str = field(default="", init=False)
     _registered: bool = field(default=False, init=False, repr=False)
     _use_bspline: bool = field(default=False, init=False, repr=False)
@@ -647,6 +665,7 @@ class PointPair:
             ok = trust_transform(
                 miss, sim, block, self.params.verify_mm, self.params.verify_ncc_margin
             )
+            self.candidate_checks.append(CandidateCheck(name, tf, miss, sim, ok))
             notes.append(
                 f"{name} {'trusted' if ok else 'rejected'} "
                 f"(anchors {miss:.1f} mm, NCC {sim:.3f} vs {block:.3f})"
