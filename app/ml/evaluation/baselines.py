@@ -24,7 +24,7 @@ import numpy as np
 
 from app.core.imaging import BODY_THRESHOLD_HU
 from app.core.volume import Volume
-from app.ml.anatomy.registration import nearest_slices, to_sitk
+from app.ml.anatomy.registration import SAMPLING_SEED, nearest_slices, to_sitk
 
 __all__ = [
     "BaselineResult",
@@ -147,7 +147,9 @@ def match_ncc(current: Volume, prior: Volume) -> BaselineResult:
     return BaselineResult(idx, z, np.ones(len(idx), dtype=bool), time.perf_counter() - t0)
 
 
-def rigid_transform(current: Volume, prior: Volume, seed: int = 0, voxel_mm: float = 2.0):
+def rigid_transform(
+    current: Volume, prior: Volume, seed: int = SAMPLING_SEED, voxel_mm: float = 2.0
+):
     """The SimpleITK 3D rigid registration of :func:`match_rigid`, as a transform.
 
     Returns
@@ -182,7 +184,7 @@ def rigid_transform(current: Volume, prior: Volume, seed: int = 0, voxel_mm: flo
 
 
 def match_rigid(
-    current: Volume, prior: Volume, seed: int = 0, voxel_mm: float = 2.0
+    current: Volume, prior: Volume, seed: int = SAMPLING_SEED, voxel_mm: float = 2.0
 ) -> BaselineResult:
     """SimpleITK 3D rigid registration, current (fixed) to prior (moving).
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from app.ml.anatomy.registration import SAMPLING_SEED
 from app.ml.points.grids import GridLevel
 
 __all__ = [
@@ -55,7 +56,8 @@ class RegisterParams:
     ``bspline_iterations``: optimiser iterations per level; ``bspline``: run
     the deformable stage at all; ``mesh_mm``: its control-point spacing;
     ``bspline_metric``: ``"mi"`` (Mattes mutual information) or
-    ``"correlation"``; ``seed``: the sampling's seed (reproducible).
+    ``"correlation"``; ``seed``: the sampling's seed (reproducible; 0 would be SimpleITK's
+    clock seed, a new sample each run).
     ``fine_rigid_iterations``: iterations of a last rigid level on the fine
     (2 mm) grids, started from the coarse rigid answer (0: none), with
     ``fine_sampling`` of the fine mask's voxels.
@@ -71,7 +73,7 @@ class RegisterParams:
     bspline: bool = True
     mesh_mm: float = BSPLINE_MESH_MM
     bspline_metric: str = "mi"
-    seed: int = 0
+    seed: int = SAMPLING_SEED
     fine_rigid_iterations: int = 100
     fine_sampling: float = 0.05
 

@@ -198,5 +198,23 @@ def test_of_the_two_rigid_fits_the_anchors_choose():
     assert f"{chosen} in use" in engine.registration_note
     pts = body_points(engine, 80, 4)
     truth, covered = true_points(current, prior, pts)
-    mapped = map_points(engine.rigid_transform, pts[covered])
-    assert np.median(np.linalg.norm(mapped - truth[covered], axis=1)) < 3.0
+    median = {
+        name: np.median(np.linalg.norm(map_points(tf, pts[covered]) - truth[covered], axis=1))
+        for name, tf in found.candidates()
+    }
+    # The anchors' choice is the more accurate fit, and an accurate one.
+    assert median[chosen] == min(median.values()), (scores, median)
+    assert median[chosen] < 3.0, median
+
+
+def test_registering_a_pair_twice_gives_the_same_transform():
+    # The metric samples a random 5 % of the mask. SimpleITK reads a seed of 0
+    # as "from the clock", which made every run differ by up to ~1 mm.
+    registration = replace(PointParams().registration, bspline=False)
+    transforms = []
+    for _ in range(2):
+        _, _, engine = moved_pair(PointParams(registration=registration, verify_ncc_margin=1.0))
+        assert engine.register(), engine.registration_note
+        assert engine.grid_registration is not None
+        transforms.append([tf.GetParameters() for _, tf in engine.grid_registration.candidates()])
+    np.testing.assert_allclose(transforms[0], transforms[1], rtol=0, atol=1e-6)
